@@ -1,0 +1,135 @@
+// Typed face of the vefs N-API addon (native/src/*.cc): the Linux calls that
+// Node's fs lacks. Every call is synchronous unless it returns a Promise, and
+// throws a NativeError (errno, code, syscall) on failure.
+//
+// Names are strings (UTF-8), as everywhere in Node's fs and in fuse-native.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+/** A stat result with every field at full width: 64-bit inode/device and nanosecond times. */
+export interface NativeStat {
+  dev: bigint;
+  ino: bigint;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: bigint;
+  size: number;
+  blksize: number;
+  blocks: number;
+  atimeSec: number;
+  atimeNsec: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+}
+
+export interface NativeStatfs {
+  type: number;
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+  flags: number;
+  fsid: bigint;
+}
+
+export interface NativeDirent {
+  name: string;
+  ino: bigint;
+  /** DT_* value from getdents64. */
+  type: number;
+}
+
+export interface NativeError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+}
+
+export interface NativeConstants {
+  O_RDONLY: number; O_WRONLY: number; O_RDWR: number; O_CREAT: number; O_EXCL: number;
+  O_TRUNC: number; O_APPEND: number; O_DIRECTORY: number; O_NOFOLLOW: number;
+  O_NOATIME: number; O_PATH: number; O_CLOEXEC: number; O_NONBLOCK: number; O_TMPFILE: number;
+  AT_FDCWD: number; AT_SYMLINK_NOFOLLOW: number; AT_REMOVEDIR: number; AT_EMPTY_PATH: number;
+  RENAME_NOREPLACE: number; RENAME_EXCHANGE: number; RENAME_WHITEOUT: number;
+  RESOLVE_BENEATH: number; RESOLVE_NO_SYMLINKS: number; RESOLVE_NO_MAGICLINKS: number;
+  RESOLVE_NO_XDEV: number; RESOLVE_IN_ROOT: number;
+  UTIME_NOW: number; UTIME_OMIT: number;
+  XATTR_CREATE: number; XATTR_REPLACE: number;
+  FS_IMMUTABLE_FL: number; FS_APPEND_FL: number; FS_NOATIME_FL: number;
+  SEEK_SET: number; SEEK_CUR: number; SEEK_END: number; SEEK_DATA: number; SEEK_HOLE: number;
+  FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number; FALLOC_FL_ZERO_RANGE: number;
+  MNT_DETACH: number; MNT_FORCE: number;
+  S_IFMT: number; S_IFREG: number; S_IFDIR: number; S_IFLNK: number; S_IFCHR: number;
+  S_IFBLK: number; S_IFIFO: number; S_IFSOCK: number;
+  DT_UNKNOWN: number; DT_FIFO: number; DT_CHR: number; DT_DIR: number; DT_BLK: number;
+  DT_REG: number; DT_LNK: number; DT_SOCK: number;
+}
+
+export interface NativeAddon {
+  constants: NativeConstants;
+
+  openat(dirfd: number, path: string, flags: number, mode: number): number;
+  /** openat2(2) with struct open_how { flags, mode, resolve }. */
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
+  close(fd: number): void;
+  fstatat(dirfd: number, path: string, flags: number): NativeStat;
+  fstat(fd: number): NativeStat;
+  fstatfs(fd: number): NativeStatfs;
+  mkdirat(dirfd: number, path: string, mode: number): void;
+  mknodat(dirfd: number, path: string, mode: number, rdev: bigint): void;
+  symlinkat(target: string, dirfd: number, path: string): void;
+  readlinkat(dirfd: number, path: string): string;
+  linkat(olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number): void;
+  unlinkat(dirfd: number, path: string, flags: number): void;
+  renameat2(olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number): void;
+  /** fchmodat2(2): honours AT_SYMLINK_NOFOLLOW and AT_EMPTY_PATH (kernel 6.6+). */
+  fchmodat(dirfd: number, path: string, mode: number, flags: number): void;
+  fchownat(dirfd: number, path: string, uid: number, gid: number, flags: number): void;
+  /** nsec may be UTIME_NOW or UTIME_OMIT. Works on symlinks with AT_SYMLINK_NOFOLLOW and on O_PATH fds with AT_EMPTY_PATH. */
+  utimensat(dirfd: number, path: string, atimeSec: number, atimeNsec: number,
+    mtimeSec: number, mtimeNsec: number, flags: number): void;
+  /** Every entry but "." and ".."; reads the whole directory with getdents64. */
+  getdents(fd: number): NativeDirent[];
+
+  /** The l* calls take a path and never follow a final symlink; returns null for ENODATA. */
+  lgetxattr(path: string, name: string): Buffer | null;
+  lsetxattr(path: string, name: string, value: Buffer, flags: number): void;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  fgetxattr(fd: number, name: string): Buffer | null;
+  fsetxattr(fd: number, name: string, value: Buffer, flags: number): void;
+  flistxattr(fd: number): string[];
+  fremovexattr(fd: number, name: string): void;
+
+  /** FS_IOC_GETFLAGS / FS_IOC_SETFLAGS. */
+  getflags(fd: number): number;
+  setflags(fd: number, flags: number): void;
+
+  ftruncate(fd: number, length: number): void;
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  lseek(fd: number, offset: number, whence: number): number;
+  ficlone(destFd: number, srcFd: number): void;
+  copyFileRange(srcFd: number, srcOffset: number, destFd: number, destOffset: number, length: number): number;
+  /**
+   * Copies all of srcFd's content into destFd (empty, writable) on a worker
+   * thread: FICLONE when the filesystem can, else copy_file_range over the
+   * data segments only (SEEK_DATA/SEEK_HOLE), then ftruncate to the source's
+   * size, so holes stay holes.
+   */
+  copyData(srcFd: number, destFd: number): Promise<void>;
+  fsync(fd: number): Promise<void>;
+
+  umount2(target: string, flags: number): void;
+}
+
+export const native: NativeAddon = require('../../native/build/Release/vefs_native.node');
+export const C = native.constants;
