@@ -1,1 +1,133 @@
-export {};
+#!/usr/bin/env node
+// vefs: one binary, thin over the library. Each command parses its options
+// strictly (an unknown option is an error), calls one library function and
+// prints what happened; errors print one line naming the problem and exit 1
+// (2 for a usage error).
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { call } from '../vefs/control.js';
+import { ensureServer, runServer } from '../vefs/daemon.js';
+import { MountServer } from '../vefs/server.js';
+import { socketPath, logPath } from '../vefs/state.js';
+import { mountpointPath, umount } from '../vefs/umount.js';
+import { VefsError } from '../vefs/vefs-error.js';
+import type { MountRequest } from '../vefs/config.js';
+import type { MountConfig } from '../vefs/types.js';
+import type { Status } from '../vefs/control.js';
+import { demo } from './demo.js';
+
+const USAGE = `usage: vefs <command> [options]
+
+  mount --template DIR[:DIR...] --private DIR [--work DIR] [--foreground] MOUNTPOINT
+        Mount a VE root: template layers (topmost first) under a private tree.
+        The host's VEFS server carries the mount (started if none runs; log in
+        $VEFS_STATE_DIR/server.log, default /var/lib/vefs). --foreground serves
+        it from this process instead, until interrupted.
+  umount MOUNTPOINT   Unmount, also when the server has died.
+  status              The server's mounts, pid and memory.
+  shutdown            Unmount everything and stop the server.
+  demo [--dir DIR]    Build a busybox template, mount a VE root over it, change it,
+                      show the template untouched and the private tree, unmount.
+  help                This text.
+`;
+
+class UsageError extends VefsError {
+  constructor(message: string) {
+    super('EUSAGE', message);
+  }
+}
+
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T, positionals: number) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (parsed.positionals.length !== positionals) {
+    throw new UsageError(`expected ${positionals} argument(s), got ${parsed.positionals.length}`);
+  }
+  return parsed;
+}
+
+async function mountCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    template: { type: 'string', multiple: true },
+    private: { type: 'string' },
+    work: { type: 'string' },
+    foreground: { type: 'boolean' },
+  }, 1);
+  if (!values.template) throw new UsageError('--template DIR[:DIR...] is required');
+  if (!values.private) throw new UsageError('--private DIR is required');
+  const request: MountRequest = {
+    templates: values.template.flatMap((t) => t.split(':')).filter(Boolean),
+    privateDir: values.private,
+    workDir: values.work,
+    mountpoint: await mountpointPath(positionals[0]),
+  };
+  if (values.foreground) return foreground(request);
+  await ensureServer();
+  const config = await call<MountConfig>(socketPath(), { op: 'mount', request });
+  console.log(`mounted ${config.mountpoint} (templates ${config.templates.join(':')}, private ${config.privateDir})`);
+}
+
+async function foreground(request: MountRequest): Promise<void> {
+  const server = new MountServer((m) => console.error(m));
+  const config = await server.mount(request);
+  console.error(`serving ${config.mountpoint} in the foreground; interrupt to unmount`);
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+  });
+  await server.unmountAll();
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'mount':
+      return mountCommand(args);
+    case 'umount': {
+      const { positionals } = parse(args, {}, 1);
+      const how = await umount(positionals[0]);
+      console.log(how === 'server' ? `unmounted ${positionals[0]}` : `detached ${positionals[0]} (its server was gone)`);
+      return;
+    }
+    case 'status': {
+      parse(args, {}, 0);
+      const s = await call<Status>(socketPath(), { op: 'status' }).catch(() => {
+        throw new VefsError('ESRCH', `no VEFS server answers on ${socketPath()}`);
+      });
+      console.log(`server pid ${s.pid}, RSS ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB, ${s.mounts.length} mount(s), log ${logPath()}`);
+      for (const m of s.mounts) console.log(`  ${m.mountpoint}  templates=${m.templates.join(':')} private=${m.privateDir}`);
+      return;
+    }
+    case 'shutdown':
+      parse(args, {}, 0);
+      await call(socketPath(), { op: 'shutdown' }).catch(() => {
+        throw new VefsError('ESRCH', `no VEFS server answers on ${socketPath()}`);
+      });
+      return;
+    case 'server':
+      parse(args, {}, 0);
+      return runServer();
+    case 'demo': {
+      const { values } = parse(args, { dir: { type: 'string' } }, 0);
+      return demo(values.dir);
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    case undefined:
+      throw new UsageError('no command given');
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  const usage = err instanceof UsageError;
+  console.error(`vefs: ${(err as Error).message ?? err}`);
+  if (usage) console.error(`run 'vefs help' for usage`);
+  process.exit(usage ? 2 : 1);
+});

@@ -1,0 +1,91 @@
+// Running the server process, and finding or starting it from a client.
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { call, serveControl, type Request } from './control.js';
+import { MountServer } from './server.js';
+import { logPath, pidPath, socketPath, stateDir } from './state.js';
+import { VefsError } from './vefs-error.js';
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Runs the host's server in this process until it is told to stop. */
+export async function runServer(): Promise<void> {
+  await mkdir(stateDir(), { recursive: true, mode: 0o700 });
+  const old = Number((await readFile(pidPath(), 'utf8').catch(() => '')).trim());
+  if (old && old !== process.pid && alive(old)) {
+    throw new VefsError('EALREADY', `a VEFS server already runs as pid ${old} (state in ${stateDir()})`);
+  }
+  await rm(socketPath(), { force: true });
+  await writeFile(pidPath(), `${process.pid}\n`);
+  const log = (m: string): void => console.log(`${new Date().toISOString()} ${m}`);
+  const server = new MountServer(log);
+  let stopping: Promise<void> | null = null;
+  const stop = (why: string): Promise<void> => {
+    stopping ??= (async () => {
+      log(`stopping (${why})`);
+      await server.unmountAll();
+      control.close();
+      await rm(socketPath(), { force: true });
+      await rm(pidPath(), { force: true });
+    })();
+    return stopping;
+  };
+  const control = await serveControl(socketPath(), async (req: Request) => {
+    switch (req.op) {
+      case 'mount': return server.mount(req.request);
+      case 'umount': return server.unmount(req.mountpoint);
+      case 'status': return server.status();
+      case 'shutdown':
+        setImmediate(() => void stop('shutdown request').then(() => process.exit(0)));
+        return true;
+    }
+  });
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => void stop(sig).then(() => process.exit(0)));
+  }
+  log(`VEFS server ${process.pid} listening on ${socketPath()}`);
+}
+
+/** Whether a server answers on the control socket. */
+export async function serverRunning(): Promise<boolean> {
+  try {
+    await call(socketPath(), { op: 'status' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts the host's server in the background unless one answers already; true if it started one. */
+export async function ensureServer(): Promise<boolean> {
+  if (await serverRunning()) return false;
+  await mkdir(stateDir(), { recursive: true, mode: 0o700 });
+  const logFile = await open(logPath(), 'a');
+  const child = spawn(process.execPath, [CLI, 'server'], {
+    detached: true,
+    stdio: ['ignore', logFile.fd, logFile.fd],
+    env: process.env,
+  });
+  child.unref();
+  await logFile.close();
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  for (let i = 0; i < 200 && !exited; i++) {
+    if (await serverRunning()) return true;
+    await sleep(50);
+  }
+  // A server started by a racing client answers as well as ours would.
+  if (await serverRunning()) return !exited;
+  throw new VefsError('ESERVER', `the VEFS server did not start; see ${logPath()}`);
+}

@@ -1,0 +1,69 @@
+// Open files. A handle is a real file descriptor on the visible object: a
+// read-only open of a template file reads the template (O_NOATIME); an open
+// that may write copies the node up first and opens the private copy. Data
+// goes through the descriptor with asynchronous I/O, so a slow disk never
+// holds up other requests or other mounts. A handle keeps its object: a file
+// opened before a copy-up, rename or unlink still reads what it opened, as on
+// any local filesystem.
+import { read as fsRead, write as fsWrite, close as fsClose, fdatasync } from 'node:fs';
+import { promisify } from 'node:util';
+import { native, C } from '../../native/index.js';
+import { toAttr } from './attrs.js';
+import { copyUp } from './copyup.js';
+import { fsError } from './errors.js';
+import type { Node } from './node.js';
+import type { Attr } from './types.js';
+import type { Union } from './union.js';
+
+const readAsync = promisify(fsRead);
+const writeAsync = promisify(fsWrite);
+const closeAsync = promisify(fsClose);
+const fdatasyncAsync = promisify(fdatasync);
+
+/** Flags that only mean something to the VFS or at create time; the layer must not see them. */
+const VFS_ONLY = C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
+
+export class Handle {
+  constructor(readonly fd: number, readonly node: Node) {}
+}
+
+export function wantsWrite(flags: number): boolean {
+  return (flags & (C.O_WRONLY | C.O_RDWR)) !== 0 || (flags & C.O_TRUNC) !== 0;
+}
+
+export async function open(u: Union, node: Node, flags: number): Promise<Handle> {
+  if (node.type === C.S_IFLNK) throw fsError('ELOOP');
+  if (wantsWrite(flags)) {
+    if (node.type === C.S_IFDIR) throw fsError('EISDIR');
+    await copyUp(u, node, { data: (flags & C.O_TRUNC) === 0 });
+  }
+  const { layer, rel } = u.topLayer(node);
+  return new Handle(layer.open(rel, flags & ~VFS_ONLY), node);
+}
+
+export async function read(h: Handle, buf: Buffer, length: number, position: number): Promise<number> {
+  const { bytesRead } = await readAsync(h.fd, buf, 0, length, position);
+  return bytesRead;
+}
+
+export async function write(h: Handle, buf: Buffer, length: number, position: number): Promise<number> {
+  const { bytesWritten } = await writeAsync(h.fd, buf, 0, length, position);
+  return bytesWritten;
+}
+
+export async function fsync(h: Handle, datasync: boolean): Promise<void> {
+  if (datasync) await fdatasyncAsync(h.fd);
+  else await native.fsync(h.fd);
+}
+
+export function fgetattr(h: Handle): Attr {
+  return toAttr(h.node, native.fstat(h.fd));
+}
+
+export function ftruncate(h: Handle, size: number): void {
+  native.ftruncate(h.fd, size);
+}
+
+export async function release(h: Handle): Promise<void> {
+  await closeAsync(h.fd);
+}

@@ -1,0 +1,75 @@
+// The VEFS server: one process carries every mount of the host. It takes
+// mount and umount requests on the control socket and serves each mount
+// through a binding. Its event loop is every mount's server, so nothing here
+// may do synchronous I/O on a mount: only on the layers beneath them.
+import { VefsFs } from './fs.js';
+import { checkMount, type MountRequest } from './config.js';
+import { mountFuseNative, type BoundMount } from './binding/fuse-native.js';
+import { VefsError } from './vefs-error.js';
+import type { MountConfig } from './types.js';
+import type { Status } from './control.js';
+
+/** Enough concurrency to keep a disk busy; low enough that one VE cannot hog the process. */
+const IN_FLIGHT_PER_MOUNT = 32;
+
+interface Served {
+  config: MountConfig;
+  fs: VefsFs;
+  bound: BoundMount;
+}
+
+export class MountServer {
+  private readonly mounts = new Map<string, Served>();
+  private readonly pending = new Set<string>();
+
+  constructor(private readonly log: (message: string) => void) {}
+
+  async mount(req: MountRequest): Promise<MountConfig> {
+    const config = await checkMount(req);
+    if (this.mounts.has(config.mountpoint) || this.pending.has(config.mountpoint)) {
+      throw new VefsError('EBUSY', `mountpoint ${config.mountpoint} is already mounted`);
+    }
+    this.pending.add(config.mountpoint);
+    const fs = new VefsFs(config);
+    try {
+      const bound = await mountFuseNative(fs, config.mountpoint, {
+        inFlight: IN_FLIGHT_PER_MOUNT,
+        log: this.log,
+        fsname: `vefs:${config.privateDir}`,
+      });
+      this.mounts.set(config.mountpoint, { config, fs, bound });
+      this.log(`mounted ${config.mountpoint}: templates ${config.templates.join(':')}, private ${config.privateDir}`);
+      return config;
+    } catch (err) {
+      fs.close();
+      throw new VefsError('EMOUNT', `cannot mount ${config.mountpoint}: ${(err as Error).message}`);
+    } finally {
+      this.pending.delete(config.mountpoint);
+    }
+  }
+
+  /** Resolves false when this server does not serve that mountpoint. */
+  async unmount(mountpoint: string): Promise<boolean> {
+    const served = this.mounts.get(mountpoint);
+    if (!served) return false;
+    await served.bound.unmount();
+    this.mounts.delete(mountpoint);
+    served.fs.close();
+    this.log(`unmounted ${mountpoint}`);
+    return true;
+  }
+
+  async unmountAll(): Promise<void> {
+    for (const mp of [...this.mounts.keys()]) {
+      await this.unmount(mp).catch((err: Error) => this.log(`unmount ${mp} failed: ${err.message}`));
+    }
+  }
+
+  status(): Status {
+    return {
+      pid: process.pid,
+      rssBytes: process.memoryUsage.rss(),
+      mounts: [...this.mounts.values()].map((s) => s.config),
+    };
+  }
+}

@@ -1,0 +1,11 @@
+// Where the host's VEFS server keeps its control socket, pid file and log.
+// VEFS_STATE_DIR moves all of them (tests give each suite its own server).
+import { join } from 'node:path';
+
+export function stateDir(): string {
+  return process.env.VEFS_STATE_DIR ?? '/var/lib/vefs';
+}
+
+export const socketPath = (): string => join(stateDir(), 'server.sock');
+export const logPath = (): string => join(stateDir(), 'server.log');
+export const pidPath = (): string => join(stateDir(), 'server.pid');
