@@ -77,8 +77,12 @@ export interface NativeConstants {
 export interface NativeAddon {
   constants: NativeConstants;
 
+  /** Always adds O_CLOEXEC, as libuv does. */
   openat(dirfd: number, path: string, flags: number, mode: number): number;
-  /** openat2(2) with struct open_how { flags, mode, resolve }. */
+  /**
+   * openat2(2) with struct open_how { flags, mode, resolve }. Adds O_CLOEXEC;
+   * mode is ignored without O_CREAT/O_TMPFILE, as in openat (the raw call would fail with EINVAL).
+   */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
   close(fd: number): void;
   fstatat(dirfd: number, path: string, flags: number): NativeStat;

@@ -1,0 +1,31 @@
+{
+  'targets': [{
+    'target_name': 'vefs_native',
+    'sources': [
+      'src/addon.cc',
+      'src/args.cc',
+      'src/async.cc',
+      'src/attr.cc',
+      'src/copy.cc',
+      'src/dir.cc',
+      'src/flags.cc',
+      'src/io.cc',
+      'src/mount.cc',
+      'src/names.cc',
+      'src/open.cc',
+      'src/stat.cc',
+      'src/xattr.cc',
+    ],
+    'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+    'cflags!': ['-fno-exceptions'],
+    'cflags_cc!': ['-fno-exceptions', '-std=gnu++17'],
+    'cflags_cc': ['-std=c++17', '-fexceptions'],
+    'configurations': {
+      'Release': {
+        'cflags!': ['-O3'],
+        'cflags': ['-O2'],
+      },
+    },
+  }],
+}

@@ -1,0 +1,76 @@
+// Shared helpers of the vefs addon: errno errors, argument checks, EINTR
+// retries, async work, and each concern's registration function.
+#pragma once
+
+#include <napi.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace vefs {
+
+// A JS Error shaped like Node's fs errors ("ENOENT: no such file or
+// directory, openat 'x'") with positive errno, code and syscall.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall,
+                       const std::string* path = nullptr,
+                       const std::string* dest = nullptr);
+
+[[noreturn]] inline void ThrowErrno(Napi::Env env, const char* syscall,
+                                    const std::string* path = nullptr,
+                                    const std::string* dest = nullptr) {
+  throw ErrnoError(env, errno, syscall, path, dest);
+}
+
+template <typename F>
+auto RetryEintr(F call) {
+  decltype(call()) r;
+  do {
+    r = call();
+  } while (r == -1 && errno == EINTR);
+  return r;
+}
+
+// Argument readers throw a TypeError instead of letting a wrong type turn
+// into fd 0 or an empty path.
+int64_t ArgInteger(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max);
+int32_t ArgInt32(const Napi::CallbackInfo& info, size_t i);
+uint32_t ArgUint32(const Napi::CallbackInfo& info, size_t i);
+int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i);
+uint64_t ArgBigUint64(const Napi::CallbackInfo& info, size_t i);
+std::string ArgString(const Napi::CallbackInfo& info, size_t i);
+Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i);
+
+// What a worker-thread job reports back; err == 0 means success.
+struct Failure {
+  int err = 0;
+  const char* syscall = nullptr;
+};
+
+// Runs job on the libuv thread pool and settles the returned Promise on the
+// JS thread, where the error object can be built.
+Napi::Promise RunAsync(Napi::Env env, const char* name, std::function<Failure()> job);
+
+inline void SetConstant(Napi::Object constants, const char* name, int64_t value) {
+  constants.Set(name, Napi::Number::New(constants.Env(), static_cast<double>(value)));
+}
+
+#define VEFS_CONSTANT(constants, name) ::vefs::SetConstant(constants, #name, name)
+
+inline void SetFunction(Napi::Object exports, const char* name, Napi::Function::Callback cb) {
+  exports.Set(name, Napi::Function::New(exports.Env(), cb, name));
+}
+
+void InitAttr(Napi::Object exports, Napi::Object constants);
+void InitCopy(Napi::Object exports, Napi::Object constants);
+void InitDir(Napi::Object exports, Napi::Object constants);
+void InitFlags(Napi::Object exports, Napi::Object constants);
+void InitIo(Napi::Object exports, Napi::Object constants);
+void InitMount(Napi::Object exports, Napi::Object constants);
+void InitNames(Napi::Object exports, Napi::Object constants);
+void InitOpen(Napi::Object exports, Napi::Object constants);
+void InitStat(Napi::Object exports, Napi::Object constants);
+void InitXattr(Napi::Object exports, Napi::Object constants);
+
+}  // namespace vefs

@@ -1,0 +1,703 @@
+// Tests of the native addon against real files in a temp dir on the host
+// filesystem (ext4 here) and, for cross-filesystem cases, /dev/shm (tmpfs).
+// Several cases need root: whiteouts, trusted.* xattrs, chown, FS_IMMUTABLE_FL.
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { native, C, type NativeError } from '../native/index.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+function tempDir(t: ExecutionContext, parent = os.tmpdir()): string {
+  const dir = fs.mkdtempSync(path.join(parent, 'vefs-native-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** An fd closed when the test ends (before its temp dir is removed). */
+function track(t: ExecutionContext, fd: number): number {
+  t.teardown(() => native.close(fd));
+  return fd;
+}
+
+function openDir(t: ExecutionContext, dir: string): number {
+  return track(t, native.openat(C.AT_FDCWD, dir, C.O_RDONLY | C.O_DIRECTORY, 0));
+}
+
+function create(t: ExecutionContext, dirfd: number, name: string, content?: Buffer | string): number {
+  const fd = track(t, native.openat(dirfd, name, C.O_CREAT | C.O_EXCL | C.O_RDWR, 0o644));
+  if (content !== undefined) fs.writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
+  return fd;
+}
+
+function readAt(fd: number, length: number, position: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const n = fs.readSync(fd, buf, 0, length, position);
+  return buf.subarray(0, n);
+}
+
+function throwsErrno(t: ExecutionContext, fn: () => unknown, code: string, syscall: string): NativeError {
+  const err = t.throws(fn) as NativeError;
+  t.is(err.code, code);
+  t.is(err.errno, (os.constants.errno as Record<string, number>)[code]);
+  t.is(err.syscall, syscall);
+  return err;
+}
+
+async function rejectsErrno(t: ExecutionContext, promise: Promise<unknown>, code: string, syscall: string): Promise<void> {
+  const err = (await t.throwsAsync(promise)) as NativeError;
+  t.is(err.code, code);
+  t.is(err.errno, (os.constants.errno as Record<string, number>)[code]);
+  t.is(err.syscall, syscall);
+}
+
+/** glibc's makedev(), which is how the kernel encodes st_dev/st_rdev. */
+function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+}
+
+function hasCloexec(fd: number): boolean {
+  const flags = /^flags:\s+([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  return (parseInt(flags![1]!, 8) & C.O_CLOEXEC) !== 0;
+}
+
+const fileType = (mode: number): number => mode & C.S_IFMT;
+
+test('constants carry the Linux values', (t) => {
+  t.is(C.O_RDONLY, 0);
+  t.is(C.AT_FDCWD, -100);
+  t.is(C.RENAME_WHITEOUT, 4);
+  t.is(C.RESOLVE_BENEATH, 8);
+  t.is(C.S_IFCHR, 0o020000);
+  t.is(C.DT_DIR, 4);
+  t.is(C.SEEK_DATA, 3);
+  t.is(C.FS_IMMUTABLE_FL, 0x10);
+  t.is(C.UTIME_OMIT, (1 << 30) - 2);
+  for (const [name, value] of Object.entries(C)) t.true(Number.isInteger(value), name);
+});
+
+test('errors carry errno, code, syscall and a Node-style message', (t) => {
+  const dir = tempDir(t);
+  const err = throwsErrno(t, () => native.openat(C.AT_FDCWD, path.join(dir, 'missing'), C.O_RDONLY, 0), 'ENOENT', 'openat');
+  t.is(err.message, `ENOENT: no such file or directory, openat '${path.join(dir, 'missing')}'`);
+  t.true(err instanceof Error);
+  throwsErrno(t, () => native.fstat(-1), 'EBADF', 'fstat');
+  throwsErrno(t, () => native.close(-1), 'EBADF', 'close');
+});
+
+test('arguments of the wrong type throw TypeError instead of acting', (t) => {
+  t.throws(() => native.openat('3' as unknown as number, 'x', C.O_RDONLY, 0), { instanceOf: TypeError });
+  t.throws(() => native.openat(C.AT_FDCWD, 'a\0b', C.O_RDONLY, 0), { instanceOf: TypeError });
+  t.throws(() => native.mknodat(C.AT_FDCWD, 'x', C.S_IFIFO, 0 as unknown as bigint), { instanceOf: TypeError });
+  t.throws(() => native.lseek(0, 1.5, C.SEEK_SET), { instanceOf: TypeError });
+  t.throws(() => native.fsetxattr(0, 'user.x', 'v' as unknown as Buffer, 0), { instanceOf: TypeError });
+});
+
+test('openat: create, O_EXCL, O_NOFOLLOW, O_PATH, O_TMPFILE + linkat, always O_CLOEXEC', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f', 'hello');
+  t.true(hasCloexec(fd));
+  t.is(readAt(fd, 10, 0).toString(), 'hello');
+  throwsErrno(t, () => native.openat(dfd, 'f', C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o644), 'EEXIST', 'openat');
+
+  native.symlinkat('f', dfd, 'link');
+  throwsErrno(t, () => native.openat(dfd, 'link', C.O_RDONLY | C.O_NOFOLLOW, 0), 'ELOOP', 'openat');
+  const pathFd = track(t, native.openat(dfd, 'link', C.O_PATH | C.O_NOFOLLOW, 0));
+  t.is(fileType(native.fstat(pathFd).mode), C.S_IFLNK);
+
+  const tmp = track(t, native.openat(dfd, '.', C.O_TMPFILE | C.O_RDWR, 0o600));
+  t.is(native.fstat(tmp).nlink, 0);
+  fs.writeSync(tmp, 'anon');
+  native.linkat(tmp, '', dfd, 'named', C.AT_EMPTY_PATH);
+  t.is(native.fstat(tmp).nlink, 1);
+  t.is(fs.readFileSync(path.join(dir, 'named'), 'utf8'), 'anon');
+});
+
+test('close releases the descriptor', (t) => {
+  const dir = tempDir(t);
+  const fd = native.openat(C.AT_FDCWD, dir, C.O_RDONLY | C.O_DIRECTORY, 0);
+  native.close(fd);
+  throwsErrno(t, () => native.close(fd), 'EBADF', 'close');
+});
+
+test('openat2: RESOLVE_* confine lookups; mode only matters when creating', (t) => {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, 'root'));
+  fs.writeFileSync(path.join(dir, 'root', 'f'), 'inside');
+  fs.writeFileSync(path.join(dir, 'x'), 'outside');
+  fs.symlinkSync('/f', path.join(dir, 'root', 'abs'));
+  fs.symlinkSync('f', path.join(dir, 'root', 'rel'));
+  const root = openDir(t, path.join(dir, 'root'));
+
+  throwsErrno(t, () => native.openat2(root, '../x', C.O_RDONLY, 0, C.RESOLVE_BENEATH), 'EXDEV', 'openat2');
+  throwsErrno(t, () => native.openat2(root, path.join(dir, 'x'), C.O_RDONLY, 0, C.RESOLVE_BENEATH), 'EXDEV', 'openat2');
+  throwsErrno(t, () => native.openat2(root, 'rel', C.O_RDONLY, 0, C.RESOLVE_NO_SYMLINKS), 'ELOOP', 'openat2');
+  throwsErrno(t, () => native.openat2(root, 'missing', C.O_RDONLY, 0, 0), 'ENOENT', 'openat2');
+
+  // Inside RESOLVE_IN_ROOT the absolute symlink "/f" means root/f.
+  const inRoot = track(t, native.openat2(root, 'abs', C.O_RDONLY, 0, C.RESOLVE_IN_ROOT));
+  t.is(readAt(inRoot, 10, 0).toString(), 'inside');
+  t.true(hasCloexec(inRoot));
+
+  const plain = track(t, native.openat2(root, 'f', C.O_RDONLY, 0o644, 0));
+  t.is(native.fstat(plain).ino, native.fstatat(root, 'f', 0).ino);
+
+  const created = track(t, native.openat2(root, 'new', C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600, C.RESOLVE_BENEATH));
+  t.is(native.fstat(created).mode & 0o777, 0o600);
+});
+
+test('openat2 with O_NOATIME leaves atime alone, where a plain read moves it', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  create(t, dfd, 'f', 'data');
+  const past = 1_000_000_000;
+  const readWith = (flags: number): void => {
+    native.utimensat(dfd, 'f', past, 0, 0, C.UTIME_OMIT, 0);
+    const fd = native.openat2(dfd, 'f', C.O_RDONLY | flags, 0, 0);
+    try {
+      t.is(readAt(fd, 4, 0).toString(), 'data');
+    } finally {
+      native.close(fd);
+    }
+  };
+
+  readWith(C.O_NOATIME);
+  t.is(native.fstatat(dfd, 'f', 0).atimeSec, past);
+  // The control: relatime updates an atime this old, so the check above could fail.
+  readWith(0);
+  t.true(native.fstatat(dfd, 'f', 0).atimeSec > past);
+});
+
+test('fstatat/fstat agree with fs.statSync at full width', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f', 'x'.repeat(5000));
+  native.utimensat(dfd, 'f', 1_500_000_000, 111_222_333, 1_600_000_000, 444_555_666, 0);
+  fs.symlinkSync('f', path.join(dir, 'link'));
+
+  const mine = native.fstatat(dfd, 'f', 0);
+  const node = fs.statSync(path.join(dir, 'f'), { bigint: true });
+  t.is(mine.dev, node.dev);
+  t.is(mine.ino, node.ino);
+  t.is(mine.rdev, node.rdev);
+  t.is(mine.mode, Number(node.mode));
+  t.is(mine.nlink, Number(node.nlink));
+  t.is(mine.uid, Number(node.uid));
+  t.is(mine.gid, Number(node.gid));
+  t.is(mine.size, 5000);
+  t.is(mine.blksize, Number(node.blksize));
+  t.is(mine.blocks, Number(node.blocks));
+  t.is(BigInt(mine.atimeSec) * 1_000_000_000n + BigInt(mine.atimeNsec), node.atimeNs);
+  t.is(BigInt(mine.mtimeSec) * 1_000_000_000n + BigInt(mine.mtimeNsec), node.mtimeNs);
+  t.is(BigInt(mine.ctimeSec) * 1_000_000_000n + BigInt(mine.ctimeNsec), node.ctimeNs);
+  t.is(mine.mtimeNsec, 444_555_666);
+
+  t.deepEqual(native.fstat(fd), mine);
+  t.is(fileType(native.fstatat(dfd, 'link', 0).mode), C.S_IFREG);
+  const link = native.fstatat(dfd, 'link', C.AT_SYMLINK_NOFOLLOW);
+  t.is(fileType(link.mode), C.S_IFLNK);
+  t.is(link.ino, fs.lstatSync(path.join(dir, 'link'), { bigint: true }).ino);
+  t.deepEqual(native.fstatat(fd, '', C.AT_EMPTY_PATH), mine);
+  throwsErrno(t, () => native.fstatat(dfd, 'missing', 0), 'ENOENT', 'fstatat');
+});
+
+test('fstatfs matches statfs(2) and the fsid words of stat -f', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const mine = native.fstatfs(dfd);
+  const node = fs.statfsSync(dir);
+  t.is(mine.type, node.type);
+  t.is(mine.bsize, node.bsize);
+  t.is(mine.blocks, node.blocks);
+  t.is(mine.files, node.files);
+  t.true(mine.frsize > 0);
+  t.true(mine.bavail <= mine.bfree && mine.bfree <= mine.blocks);
+  t.true(mine.ffree <= mine.files);
+  t.is(mine.namemax, 255);
+  t.is(typeof mine.flags, 'number');
+  // coreutils prints f_fsid with val[0] as the high word; ours has it low.
+  const coreutils = BigInt('0x' + execFileSync('stat', ['-f', '-c', '%i', dir], { encoding: 'utf8' }).trim());
+  t.is(mine.fsid, ((coreutils & 0xffffffffn) << 32n) | (coreutils >> 32n));
+  t.not(mine.fsid, 0n);
+  throwsErrno(t, () => native.fstatfs(-1), 'EBADF', 'fstatfs');
+});
+
+test('mkdirat, symlinkat/readlinkat, linkat, unlinkat', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  native.mkdirat(dfd, 'd', 0o750);
+  t.is(native.fstatat(dfd, 'd', 0).mode, C.S_IFDIR | (0o750 & ~process.umask()));
+  throwsErrno(t, () => native.mkdirat(dfd, 'd', 0o755), 'EEXIST', 'mkdirat');
+
+  native.symlinkat('some/target', dfd, 'link');
+  t.is(native.readlinkat(dfd, 'link'), 'some/target');
+  const long = 'a/'.repeat(2046) + 'end';  // the longest target Linux allows: PATH_MAX - 1
+  native.symlinkat(long, dfd, 'long');
+  t.is(native.readlinkat(dfd, 'long'), long);
+  const err = throwsErrno(t, () => native.symlinkat('x', dfd, 'link'), 'EEXIST', 'symlinkat');
+  t.is(err.message, "EEXIST: file exists, symlinkat 'x' -> 'link'");
+  throwsErrno(t, () => native.readlinkat(dfd, 'd'), 'EINVAL', 'readlinkat');
+
+  create(t, dfd, 'f', 'content');
+  native.linkat(dfd, 'f', dfd, 'd/hard', 0);
+  t.is(native.fstatat(dfd, 'f', 0).nlink, 2);
+  t.is(native.fstatat(dfd, 'd/hard', 0).ino, native.fstatat(dfd, 'f', 0).ino);
+  throwsErrno(t, () => native.linkat(dfd, 'missing', dfd, 'x', 0), 'ENOENT', 'linkat');
+
+  throwsErrno(t, () => native.unlinkat(dfd, 'd', 0), 'EISDIR', 'unlinkat');
+  throwsErrno(t, () => native.unlinkat(dfd, 'd', C.AT_REMOVEDIR), 'ENOTEMPTY', 'unlinkat');
+  native.unlinkat(dfd, 'd/hard', 0);
+  native.unlinkat(dfd, 'd', C.AT_REMOVEDIR);
+  native.unlinkat(dfd, 'link', 0);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['f', 'long']);
+});
+
+test('mknodat: whiteout (0/0 char device), FIFO, and rdev encoding', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  native.mknodat(dfd, 'wh', C.S_IFCHR, 0n);
+  const wh = native.fstatat(dfd, 'wh', 0);
+  t.is(fileType(wh.mode), C.S_IFCHR);
+  t.is(wh.rdev, 0n);
+
+  native.mknodat(dfd, 'fifo', C.S_IFIFO | 0o640, 0n);
+  const fifo = native.fstatat(dfd, 'fifo', 0);
+  t.is(fileType(fifo.mode), C.S_IFIFO);
+  t.is(fifo.mode & 0o777, 0o640 & ~process.umask());
+
+  // The kernel's dev_t is 12 bits of major and 20 of minor; these values
+  // need every one of them to land in the right place of the 64-bit encoding.
+  const rdev = makedev(4000, 1_000_000);
+  native.mknodat(dfd, 'big', C.S_IFBLK | 0o600, rdev);
+  t.is(native.fstatat(dfd, 'big', 0).rdev, rdev);
+  t.is(fs.statSync(path.join(dir, 'big'), { bigint: true }).rdev, rdev);
+
+  throwsErrno(t, () => native.mknodat(dfd, 'wh', C.S_IFCHR, 0n), 'EEXIST', 'mknodat');
+});
+
+test('renameat2: NOREPLACE, EXCHANGE, WHITEOUT', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  fs.writeFileSync(path.join(dir, 'a'), 'A');
+  fs.writeFileSync(path.join(dir, 'b'), 'B');
+
+  const err = throwsErrno(t, () => native.renameat2(dfd, 'a', dfd, 'b', C.RENAME_NOREPLACE), 'EEXIST', 'renameat2');
+  t.is(err.message, "EEXIST: file exists, renameat2 'a' -> 'b'");
+  t.is(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'B');
+
+  native.renameat2(dfd, 'a', dfd, 'b', C.RENAME_EXCHANGE);
+  t.is(fs.readFileSync(path.join(dir, 'a'), 'utf8'), 'B');
+  t.is(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'A');
+  throwsErrno(t, () => native.renameat2(dfd, 'a', dfd, 'c', C.RENAME_EXCHANGE), 'ENOENT', 'renameat2');
+
+  native.renameat2(dfd, 'a', dfd, 'c', C.RENAME_WHITEOUT);
+  t.is(fs.readFileSync(path.join(dir, 'c'), 'utf8'), 'B');
+  const wh = native.fstatat(dfd, 'a', C.AT_SYMLINK_NOFOLLOW);
+  t.is(fileType(wh.mode), C.S_IFCHR);
+  t.is(wh.rdev, 0n);
+
+  native.renameat2(dfd, 'c', dfd, 'b', 0);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b']);
+  t.is(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'B');
+});
+
+test('utimensat: nanoseconds on a symlink itself, UTIME_OMIT and UTIME_NOW, O_PATH fds', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  create(t, dfd, 'f');
+  native.utimensat(dfd, 'f', 1_000_000_000, 0, 1_000_000_000, 0, 0);
+  native.symlinkat('f', dfd, 'link');
+
+  native.utimensat(dfd, 'link', 1_234_567_890, 123_456_789, 1_300_000_000, 987_654_321, C.AT_SYMLINK_NOFOLLOW);
+  const link = native.fstatat(dfd, 'link', C.AT_SYMLINK_NOFOLLOW);
+  t.deepEqual([link.atimeSec, link.atimeNsec, link.mtimeSec, link.mtimeNsec], [1_234_567_890, 123_456_789, 1_300_000_000, 987_654_321]);
+  const target = native.fstatat(dfd, 'f', 0);
+  t.deepEqual([target.atimeSec, target.mtimeSec], [1_000_000_000, 1_000_000_000]);
+
+  const before = Math.floor(Date.now() / 1000);
+  native.utimensat(dfd, 'f', 0, C.UTIME_OMIT, 0, C.UTIME_NOW, 0);
+  const after = native.fstatat(dfd, 'f', 0);
+  t.is(after.atimeSec, 1_000_000_000);
+  t.true(after.mtimeSec >= before - 1 && after.mtimeSec <= before + 5);
+
+  const pathFd = track(t, native.openat(dfd, 'link', C.O_PATH | C.O_NOFOLLOW, 0));
+  native.utimensat(pathFd, '', 42, 5, 0, C.UTIME_OMIT, C.AT_EMPTY_PATH);
+  const viaFd = native.fstatat(dfd, 'link', C.AT_SYMLINK_NOFOLLOW);
+  t.deepEqual([viaFd.atimeSec, viaFd.atimeNsec, viaFd.mtimeSec], [42, 5, 1_300_000_000]);
+
+  throwsErrno(t, () => native.utimensat(dfd, 'f', 0, 1_000_000_000, 0, 0, 0), 'EINVAL', 'utimensat');
+});
+
+test('fchmodat (fchmodat2): plain, AT_EMPTY_PATH on O_PATH, refused on a symlink', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  create(t, dfd, 'f');
+  native.fchmodat(dfd, 'f', 0o4751, 0);
+  t.is(native.fstatat(dfd, 'f', 0).mode & 0o7777, 0o4751);
+
+  const pathFd = track(t, native.openat(dfd, 'f', C.O_PATH, 0));
+  native.fchmodat(pathFd, '', 0o600, C.AT_EMPTY_PATH);
+  t.is(native.fstatat(dfd, 'f', 0).mode & 0o7777, 0o600);
+
+  native.symlinkat('f', dfd, 'link');
+  throwsErrno(t, () => native.fchmodat(dfd, 'link', 0o644, C.AT_SYMLINK_NOFOLLOW), 'EOPNOTSUPP', 'fchmodat2');
+  native.fchmodat(dfd, 'link', 0o640, 0);
+  t.is(native.fstatat(dfd, 'f', 0).mode & 0o7777, 0o640);
+  throwsErrno(t, () => native.fchmodat(dfd, 'missing', 0o644, 0), 'ENOENT', 'fchmodat2');
+});
+
+test('fchownat: ids, -1 keeps one, AT_SYMLINK_NOFOLLOW changes the link only', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  create(t, dfd, 'f');
+  native.symlinkat('f', dfd, 'link');
+
+  native.fchownat(dfd, 'f', 1234, 5678, 0);
+  t.like(native.fstatat(dfd, 'f', 0), { uid: 1234, gid: 5678 });
+  native.fchownat(dfd, 'f', -1, 42, 0);
+  t.like(native.fstatat(dfd, 'f', 0), { uid: 1234, gid: 42 });
+
+  native.fchownat(dfd, 'link', 777, 888, C.AT_SYMLINK_NOFOLLOW);
+  t.like(native.fstatat(dfd, 'link', C.AT_SYMLINK_NOFOLLOW), { uid: 777, gid: 888 });
+  t.like(native.fstatat(dfd, 'f', 0), { uid: 1234, gid: 42 });
+  throwsErrno(t, () => native.fchownat(dfd, 'missing', 0, 0, 0), 'ENOENT', 'fchownat');
+});
+
+// Serial, so that the timing is not that of other tests blocking the thread.
+test.serial('getdents lists 10,000 entries with inode numbers and types', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const count = 10_000;
+  for (let i = 0; i < count; i++) native.close(native.openat(dfd, `file-${i}`, C.O_CREAT | C.O_WRONLY, 0o644));
+  native.mkdirat(dfd, 'sub', 0o755);
+  native.symlinkat('file-0', dfd, 'link');
+  native.mknodat(dfd, 'fifo', C.S_IFIFO | 0o644, 0n);
+
+  const start = performance.now();
+  const entries = native.getdents(dfd);
+  const ms = performance.now() - start;
+  t.log(`getdents of ${entries.length} entries: ${ms.toFixed(1)} ms`);
+  t.true(ms < 2000);
+
+  t.is(entries.length, count + 3);
+  const names = new Set(entries.map((e) => e.name));
+  t.is(names.size, count + 3);
+  t.false(names.has('.') || names.has('..'));
+  t.deepEqual([...names].sort(), fs.readdirSync(dir).sort());
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  t.is(byName.get('file-9999')!.type, C.DT_REG);
+  t.is(byName.get('sub')!.type, C.DT_DIR);
+  t.is(byName.get('link')!.type, C.DT_LNK);
+  t.is(byName.get('fifo')!.type, C.DT_FIFO);
+  t.is(byName.get('file-1234')!.ino, native.fstatat(dfd, 'file-1234', 0).ino);
+
+  // A second call on the same, now exhausted, descriptor lists everything again.
+  t.is(native.getdents(dfd).length, count + 3);
+  t.deepEqual(native.getdents(openDir(t, path.join(dir, 'sub'))), []);
+  const file = track(t, native.openat(dfd, 'file-0', C.O_RDONLY, 0));
+  throwsErrno(t, () => native.getdents(file), 'ENOTDIR', 'getdents64');
+});
+
+test('xattrs by fd: user.* and trusted.*, flags, empty values, null for ENODATA', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f');
+
+  t.is(native.fgetxattr(fd, 'user.vefs'), null);
+  native.fsetxattr(fd, 'user.vefs', Buffer.from('v1'), 0);
+  native.fsetxattr(fd, 'trusted.overlay.opaque', Buffer.from('y'), C.XATTR_CREATE);
+  native.fsetxattr(fd, 'user.empty', Buffer.alloc(0), 0);
+  t.deepEqual(native.fgetxattr(fd, 'user.vefs'), Buffer.from('v1'));
+  t.deepEqual(native.fgetxattr(fd, 'trusted.overlay.opaque'), Buffer.from('y'));
+  t.deepEqual(native.fgetxattr(fd, 'user.empty'), Buffer.alloc(0));
+  t.deepEqual(native.flistxattr(fd).sort(), ['trusted.overlay.opaque', 'user.empty', 'user.vefs']);
+
+  throwsErrno(t, () => native.fsetxattr(fd, 'user.vefs', Buffer.from('v2'), C.XATTR_CREATE), 'EEXIST', 'fsetxattr');
+  throwsErrno(t, () => native.fsetxattr(fd, 'user.none', Buffer.from('v2'), C.XATTR_REPLACE), 'ENODATA', 'fsetxattr');
+  native.fsetxattr(fd, 'user.vefs', Buffer.from('v2'), C.XATTR_REPLACE);
+  t.deepEqual(native.fgetxattr(fd, 'user.vefs'), Buffer.from('v2'));
+
+  native.fremovexattr(fd, 'user.vefs');
+  t.is(native.fgetxattr(fd, 'user.vefs'), null);
+  throwsErrno(t, () => native.fremovexattr(fd, 'user.vefs'), 'ENODATA', 'fremovexattr');
+  throwsErrno(t, () => native.fgetxattr(-1, 'user.vefs'), 'EBADF', 'fgetxattr');
+  throwsErrno(t, () => native.flistxattr(-1), 'EBADF', 'flistxattr');
+});
+
+test('l*xattr act on a symlink itself through /proc/self/fd paths', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const target = create(t, dfd, 'f');
+  native.symlinkat('f', dfd, 'link');
+  const link = `/proc/self/fd/${dfd}/link`;
+
+  native.lsetxattr(link, 'trusted.vefs.origin', Buffer.from([1, 2, 3]), 0);
+  t.deepEqual(native.lgetxattr(link, 'trusted.vefs.origin'), Buffer.from([1, 2, 3]));
+  t.deepEqual(native.llistxattr(link), ['trusted.vefs.origin']);
+  t.is(native.fgetxattr(target, 'trusted.vefs.origin'), null);
+  t.deepEqual(native.flistxattr(target), []);
+  // The kernel refuses user.* on symlinks; the call must not fall through to the target.
+  throwsErrno(t, () => native.lsetxattr(link, 'user.x', Buffer.from('v'), 0), 'EPERM', 'lsetxattr');
+
+  native.lremovexattr(link, 'trusted.vefs.origin');
+  t.is(native.lgetxattr(link, 'trusted.vefs.origin'), null);
+  t.deepEqual(native.llistxattr(link), []);
+  throwsErrno(t, () => native.lremovexattr(link, 'trusted.vefs.origin'), 'ENODATA', 'lremovexattr');
+
+  const file = `/proc/self/fd/${dfd}/f`;
+  native.lsetxattr(file, 'user.a', Buffer.from('b'), 0);
+  t.deepEqual(native.fgetxattr(target, 'user.a'), Buffer.from('b'));
+  const err = throwsErrno(t, () => native.lgetxattr(path.join(dir, 'missing'), 'user.a'), 'ENOENT', 'lgetxattr');
+  t.true(err.message.endsWith(`lgetxattr '${path.join(dir, 'missing')}'`));
+  throwsErrno(t, () => native.llistxattr(path.join(dir, 'missing')), 'ENOENT', 'llistxattr');
+});
+
+test('xattr values and name lists larger than the first read buffer (tmpfs)', (t) => {
+  const dir = tempDir(t, '/dev/shm');
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f');
+  const big = randomBytes(20_000);
+  native.fsetxattr(fd, 'trusted.big', big, 0);
+  t.deepEqual(native.fgetxattr(fd, 'trusted.big'), big);
+  t.deepEqual(native.lgetxattr(`/proc/self/fd/${dfd}/f`, 'trusted.big'), big);
+
+  const names = Array.from({ length: 120 }, (_, i) => `trusted.${'n'.repeat(50)}-${i}`);
+  for (const name of names) native.fsetxattr(fd, name, Buffer.from('v'), 0);
+  t.deepEqual(native.flistxattr(fd).sort(), [...names, 'trusted.big'].sort());
+  t.deepEqual(native.llistxattr(`/proc/self/fd/${dfd}/f`).sort(), [...names, 'trusted.big'].sort());
+});
+
+test('getflags/setflags: FS_IMMUTABLE_FL blocks changes until cleared', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  create(t, dfd, 'f', 'x');
+  const fd = native.openat(dfd, 'f', C.O_RDONLY, 0);
+  const original = native.getflags(fd);
+  t.teardown(() => {
+    try {
+      native.setflags(fd, native.getflags(fd) & ~C.FS_IMMUTABLE_FL);
+    } finally {
+      native.close(fd);
+    }
+  });
+  t.is(original & C.FS_IMMUTABLE_FL, 0);
+
+  native.setflags(fd, original | C.FS_IMMUTABLE_FL);
+  t.is(native.getflags(fd), original | C.FS_IMMUTABLE_FL);
+  throwsErrno(t, () => native.unlinkat(dfd, 'f', 0), 'EPERM', 'unlinkat');
+  throwsErrno(t, () => native.openat(dfd, 'f', C.O_WRONLY, 0), 'EPERM', 'openat');
+
+  native.setflags(fd, original);
+  t.is(native.getflags(fd), original);
+  native.close(native.openat(dfd, 'f', C.O_WRONLY, 0));
+  throwsErrno(t, () => native.getflags(-1), 'EBADF', 'ioctl');
+});
+
+test('ftruncate, fallocate (plain, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE)', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f');
+
+  native.ftruncate(fd, 12_345);
+  t.is(native.fstat(fd).size, 12_345);
+  t.is(native.fstat(fd).blocks, 0);
+  throwsErrno(t, () => native.ftruncate(fd, -1), 'EINVAL', 'ftruncate');
+  native.ftruncate(fd, 0);
+
+  native.fallocate(fd, 0, 0, MiB);
+  t.is(native.fstat(fd).size, MiB);
+  t.true(native.fstat(fd).blocks >= MiB / 512);
+  native.fallocate(fd, C.FALLOC_FL_KEEP_SIZE, MiB, MiB);
+  t.is(native.fstat(fd).size, MiB);
+  t.true(native.fstat(fd).blocks >= (2 * MiB) / 512);
+
+  fs.writeSync(fd, Buffer.alloc(MiB, 0xff), 0, MiB, 0);
+  const full = native.fstat(fd).blocks;
+  native.fallocate(fd, C.FALLOC_FL_PUNCH_HOLE | C.FALLOC_FL_KEEP_SIZE, 0, 512 * KiB);
+  t.true(native.fstat(fd).blocks <= full - (512 * KiB) / 512);
+  t.true(readAt(fd, 512 * KiB, 0).equals(Buffer.alloc(512 * KiB)));
+  native.fallocate(fd, C.FALLOC_FL_ZERO_RANGE, 512 * KiB, 256 * KiB);
+  t.true(readAt(fd, 256 * KiB, 512 * KiB).equals(Buffer.alloc(256 * KiB)));
+  t.true(readAt(fd, 256 * KiB, 768 * KiB).equals(Buffer.alloc(256 * KiB, 0xff)));
+  t.is(native.fstat(fd).size, MiB);
+  throwsErrno(t, () => native.fallocate(fd, 0, 0, 0), 'EINVAL', 'fallocate');
+});
+
+test('lseek: SET/CUR/END and SEEK_DATA/SEEK_HOLE over a sparse file', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f');
+  native.ftruncate(fd, 4 * MiB);
+  fs.writeSync(fd, Buffer.alloc(4 * KiB, 1), 0, 4 * KiB, MiB);
+
+  t.is(native.lseek(fd, 10, C.SEEK_SET), 10);
+  t.is(native.lseek(fd, 5, C.SEEK_CUR), 15);
+  t.is(native.lseek(fd, 0, C.SEEK_END), 4 * MiB);
+  t.is(native.lseek(fd, 0, C.SEEK_DATA), MiB);
+  t.is(native.lseek(fd, MiB, C.SEEK_HOLE), MiB + 4 * KiB);
+  t.is(native.lseek(fd, 0, C.SEEK_HOLE), 0);
+  throwsErrno(t, () => native.lseek(fd, 2 * MiB, C.SEEK_DATA), 'ENXIO', 'lseek');
+  throwsErrno(t, () => native.lseek(fd, -1, C.SEEK_SET), 'EINVAL', 'lseek');
+});
+
+test('ficlone clones where the filesystem can, else says why', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const src = create(t, dfd, 'src', randomBytes(64 * KiB));
+  const dest = create(t, dfd, 'dest');
+  try {
+    native.ficlone(dest, src);
+    t.true(readAt(dest, 64 * KiB, 0).equals(readAt(src, 64 * KiB, 0)));
+  } catch (e) {
+    // ext4 has no reflinks; the error must still be a proper errno error.
+    t.true(['EOPNOTSUPP', 'EXDEV', 'EINVAL'].includes((e as NativeError).code), (e as NativeError).code);
+    t.is((e as NativeError).syscall, 'ioctl');
+  }
+  throwsErrno(t, () => native.ficlone(-1, src), 'EBADF', 'ioctl');
+});
+
+test('copyFileRange copies between explicit offsets, EXDEV across filesystem types', (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const src = create(t, dfd, 'src', 'hello world 0123456789');
+  const dest = create(t, dfd, 'dest');
+  t.is(native.copyFileRange(src, 6, dest, 2, 5), 5);
+  t.deepEqual(readAt(dest, 100, 0), Buffer.concat([Buffer.alloc(2), Buffer.from('world')]));
+  t.is(native.copyFileRange(src, 100, dest, 0, 5), 0);
+
+  const shm = openDir(t, tempDir(t, '/dev/shm'));
+  const other = create(t, shm, 'other', 'abc');
+  throwsErrno(t, () => native.copyFileRange(other, 0, dest, 0, 3), 'EXDEV', 'copy_file_range');
+});
+
+// Serial, so that the timing is not that of other tests blocking the thread.
+test.serial('copyData keeps a 1 GiB sparse file sparse and is fast', async (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const src = create(t, dfd, 'src');
+  native.ftruncate(src, GiB);
+  const data = randomBytes(4 * KiB);
+  fs.writeSync(src, data, 0, data.length, 512 * MiB);
+  const dest = create(t, dfd, 'dest');
+
+  const start = performance.now();
+  await native.copyData(src, dest);
+  const ms = performance.now() - start;
+  t.log(`copyData of a 1 GiB sparse file: ${ms.toFixed(1)} ms`);
+  t.true(ms < 200);
+
+  const s = native.fstat(src);
+  const d = native.fstat(dest);
+  t.is(d.size, GiB);
+  t.true(d.blocks > 0 && d.blocks <= s.blocks, `${d.blocks} blocks vs ${s.blocks}`);
+  t.true(d.blocks <= 64);
+  t.is(native.lseek(dest, 0, C.SEEK_DATA), 512 * MiB);
+  t.is(native.lseek(dest, 512 * MiB, C.SEEK_HOLE), 512 * MiB + 4 * KiB);
+  t.deepEqual(readAt(dest, data.length, 512 * MiB), data);
+  t.true(readAt(dest, 4 * KiB, GiB - 4 * KiB).equals(Buffer.alloc(4 * KiB)));
+});
+
+test('copyData copies dense content exactly and keeps a trailing hole', async (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const content = randomBytes(3 * MiB + 123);
+  const src = create(t, dfd, 'src', content);
+  native.ftruncate(src, 10 * MiB);
+  const dest = create(t, dfd, 'dest');
+  await native.copyData(src, dest);
+  t.is(native.fstat(dest).size, 10 * MiB);
+  t.true(readAt(dest, content.length, 0).equals(content));
+  t.true(native.lseek(dest, 0, C.SEEK_HOLE) <= 3 * MiB + 4 * KiB);
+
+  const empty = create(t, dfd, 'empty');
+  const emptyCopy = create(t, dfd, 'emptyCopy');
+  await native.copyData(empty, emptyCopy);
+  t.is(native.fstat(emptyCopy).size, 0);
+});
+
+test('copyData falls back to read/write across filesystems, holes included', async (t) => {
+  const shm = openDir(t, tempDir(t, '/dev/shm'));
+  const dfd = openDir(t, tempDir(t));
+  const head = randomBytes(3 * MiB + 7);
+  const tail = randomBytes(4 * KiB);
+  const src = create(t, shm, 'src', head);
+  fs.writeSync(src, tail, 0, tail.length, 20 * MiB);
+  native.ftruncate(src, 30 * MiB);
+  const dest = create(t, dfd, 'dest');
+
+  await native.copyData(src, dest);
+  t.is(native.fstat(dest).size, 30 * MiB);
+  t.true(readAt(dest, head.length, 0).equals(head));
+  t.true(readAt(dest, tail.length, 20 * MiB).equals(tail));
+  t.true(readAt(dest, MiB, 10 * MiB).equals(Buffer.alloc(MiB)));
+  t.true(native.fstat(dest).blocks * 512 < 4 * MiB);
+  t.is(native.lseek(dest, 10 * MiB, C.SEEK_DATA), 20 * MiB);
+});
+
+test('copyData and fsync reject with errno errors', async (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const src = create(t, dfd, 'src', 'x');
+  await rejectsErrno(t, native.copyData(-1, src), 'EBADF', 'fstat');
+  const readOnly = track(t, native.openat(dfd, 'src', C.O_RDONLY, 0));
+  // FICLONE or, where it is unsupported, copy_file_range sees the read-only dest.
+  const err = (await t.throwsAsync(native.copyData(src, readOnly))) as NativeError;
+  t.is(err.code, 'EBADF');
+  t.true(['ioctl', 'copy_file_range'].includes(err.syscall), err.syscall);
+  await rejectsErrno(t, native.fsync(-1), 'EBADF', 'fsync');
+});
+
+test('fsync resolves once data is written', async (t) => {
+  const dir = tempDir(t);
+  const dfd = openDir(t, dir);
+  const fd = create(t, dfd, 'f', 'durable');
+  const promise = native.fsync(fd);
+  t.true(promise instanceof Promise);
+  t.is(await promise, undefined);
+  await native.fsync(dfd);
+});
+
+test('umount2 detaches a mount, and says EINVAL for a non-mount point', (t) => {
+  const dir = tempDir(t);
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt);
+  throwsErrno(t, () => native.umount2(mnt, 0), 'EINVAL', 'umount2');
+  throwsErrno(t, () => native.umount2(path.join(dir, 'missing'), C.MNT_DETACH), 'ENOENT', 'umount2');
+
+  const parentDev = native.fstatat(C.AT_FDCWD, dir, 0).dev;
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', 'vefs-test', mnt], { stdio: 'pipe' });
+  } catch (e) {
+    t.log(`mount unavailable, only the error paths ran: ${(e as Error).message}`);
+    return;
+  }
+  t.teardown(() => {
+    try {
+      native.umount2(mnt, C.MNT_DETACH);
+    } catch {
+      // Already unmounted by the test.
+    }
+  });
+  t.not(native.fstatat(C.AT_FDCWD, mnt, 0).dev, parentDev);
+  native.umount2(mnt, 0);
+  t.is(native.fstatat(C.AT_FDCWD, mnt, 0).dev, parentDev);
+
+  execFileSync('mount', ['-t', 'tmpfs', 'vefs-test', mnt], { stdio: 'pipe' });
+  const busy = native.openat(C.AT_FDCWD, mnt, C.O_RDONLY | C.O_DIRECTORY, 0);
+  try {
+    throwsErrno(t, () => native.umount2(mnt, 0), 'EBUSY', 'umount2');
+    native.umount2(mnt, C.MNT_DETACH);
+  } finally {
+    native.close(busy);
+  }
+  t.is(native.fstatat(C.AT_FDCWD, mnt, 0).dev, parentDev);
+});
