@@ -133,6 +133,12 @@ export interface NativeAddon {
   fsync(fd: number): Promise<void>;
 
   umount2(target: string, flags: number): void;
+  /**
+   * A descriptor of a detached, read-only, noatime clone of the mounts at
+   * path (open_tree + mount_setattr): reads through it never write the tree,
+   * not even an atime. Usable as a dirfd and as /proc/self/fd/N paths.
+   */
+  openTreeReadonly(path: string): number;
 }
 
 export const native: NativeAddon = require('../../native/build/Release/vefs_native.node');

@@ -5,7 +5,7 @@
 // holds up other requests or other mounts. A handle keeps its object: a file
 // opened before a copy-up, rename or unlink still reads what it opened, as on
 // any local filesystem.
-import { read as fsRead, write as fsWrite, close as fsClose, fdatasync } from 'node:fs';
+import { read as fsRead, write as fsWrite, close as fsClose, fdatasync, constants as fsConstants } from 'node:fs';
 import { promisify } from 'node:util';
 import { native, C } from '../../native/index.js';
 import { toAttr } from './attrs.js';
@@ -20,8 +20,13 @@ const writeAsync = promisify(fsWrite);
 const closeAsync = promisify(fsClose);
 const fdatasyncAsync = promisify(fdatasync);
 
-/** Flags that only mean something to the VFS or at create time; the layer must not see them. */
-const VFS_ONLY = C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
+/**
+ * The open flags a layer file takes from the VE's open. The kernel also sends
+ * its own bits (such as __FMODE_EXEC for execve), which openat2 rejects, and
+ * O_CREAT/O_EXCL were already handled by lookup and create.
+ */
+const PASSED = C.O_WRONLY | C.O_RDWR | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | fsConstants.O_SYNC
+  | fsConstants.O_DSYNC | fsConstants.O_DIRECT | C.O_DIRECTORY;
 
 export class Handle {
   constructor(readonly fd: number, readonly node: Node) {}
@@ -38,7 +43,7 @@ export async function open(u: Union, node: Node, flags: number): Promise<Handle>
     await copyUp(u, node, { data: (flags & C.O_TRUNC) === 0 });
   }
   const { layer, rel } = u.topLayer(node);
-  return new Handle(layer.open(rel, flags & ~VFS_ONLY), node);
+  return new Handle(layer.open(rel, flags & PASSED), node);
 }
 
 export async function read(h: Handle, buf: Buffer, length: number, position: number): Promise<number> {

@@ -2,8 +2,10 @@
 // Every call resolves the parent directory with openat2(RESOLVE_BENEATH |
 // RESOLVE_NO_SYMLINKS) and acts on the last name with *at(..., NOFOLLOW), so
 // no symlink in a tree, planted by a VE or raced in by anyone, ever leads the
-// server outside the layer. Template layers are opened O_NOATIME so reading
-// them never changes them, not even their atime.
+// server outside the layer. A template layer is reached through a private
+// read-only, noatime clone of its mount (native openTreeReadonly): the kernel
+// itself refuses every write, and no read (readlink and getdents included,
+// which O_NOATIME cannot cover) changes even an atime.
 import { native, C, type NativeStat, type NativeDirent } from '../../native/index.js';
 import { hasCode } from './errors.js';
 import { split } from './paths.js';
@@ -16,13 +18,9 @@ export type LayerKind = 'private' | 'template';
 export class Layer {
   readonly fd: number;
   readonly dev: bigint;
-  /** Extra open flags for reading: O_NOATIME on templates. */
-  private readonly readFlags: number;
-
   constructor(readonly path: string, readonly kind: LayerKind, readonly index: number) {
-    this.fd = native.openat(C.AT_FDCWD, path, DIR_PATH, 0);
+    this.fd = kind === 'template' ? native.openTreeReadonly(path) : native.openat(C.AT_FDCWD, path, DIR_PATH, 0);
     this.dev = native.fstat(this.fd).dev;
-    this.readFlags = kind === 'template' ? C.O_NOATIME : 0;
   }
 
   close(): void {
@@ -58,7 +56,7 @@ export class Layer {
   }
 
   open(rel: string, flags: number, mode = 0): number {
-    const f = flags | C.O_NOFOLLOW | C.O_CLOEXEC | ((flags & (C.O_WRONLY | C.O_RDWR)) === 0 ? this.readFlags : 0);
+    const f = flags | C.O_NOFOLLOW | C.O_CLOEXEC;
     if (rel === '') return native.openat(this.fd, '.', f, mode);
     return native.openat2(this.fd, rel, f, mode, RESOLVE);
   }
