@@ -8,7 +8,9 @@
 //     then owner, then mode (chown clears set-id bits), then xattrs (writing
 //     data or changing the owner clears security.capability), then times
 //     last (every step before changes them);
-//  3. publish it with one rename that refuses to replace anything.
+//  3. publish it with one rename that refuses to replace anything, and put
+//     back the parent's times: a copy-up is no change the VE made to the
+//     parent directory (overlayfs restores them too).
 //
 // A second caller for the same node awaits the first one's promise instead of
 // starting another copy. A kill -9 at any moment leaves the template version
@@ -44,14 +46,21 @@ async function run(u: Union, node: Node, withData: boolean): Promise<void> {
   try {
     await build(src, node.lowerPath, origin, u.work.fd, tmp, withData);
     copyMetadata(src, node.lowerPath, origin, u.work.fd, tmp);
+    const parentRel = node.parent!.path();
+    const parentSt = u.upper.stat(parentRel)!;
     u.upper.at(node.path(), (dirfd, name) =>
       native.renameat2(u.work.fd, tmp, dirfd, name, C.RENAME_NOREPLACE));
+    u.upper.at(parentRel, (dirfd, name) => native.utimensat(dirfd, name, parentSt.atimeSec, parentSt.atimeNsec,
+      parentSt.mtimeSec, parentSt.mtimeNsec, C.AT_SYMLINK_NOFOLLOW));
   } catch (err) {
     u.work.remove(tmp);
     throw err;
   }
   node.upper = true;
-  u.inodes.copiedUp(origin, u.topStat(node));
+  const copy = u.topStat(node);
+  u.inodes.copiedUp(origin, copy);
+  // Directories keep their template number; a file gets the copy's unless remapped.
+  if (node.type !== C.S_IFDIR) node.ino = u.inodes.of(copy);
 }
 
 async function build(src: Layer, rel: string, st: NativeStat, workfd: number, tmp: string, withData: boolean): Promise<void> {

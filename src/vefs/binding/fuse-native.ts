@@ -168,7 +168,10 @@ export function mountFuseNative(fs: VefsFs, mountpoint: string, opts: BindingOpt
     useIno: true,
     fsname: opts.fsname,
     subtype: 'vefs',
-    options: ['hard_remove', 'big_writes', 'nonempty', 'max_read=131072'],
+    // attr_timeout=0: libfuse 2.9 gives each name of a hard-linked file its
+    // own kernel inode, so a cached size would hide a write made through
+    // another name; the kernel asks again instead.
+    options: ['hard_remove', 'big_writes', 'nonempty', 'max_read=131072', 'attr_timeout=0'],
   });
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {
