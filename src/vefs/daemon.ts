@@ -10,20 +10,12 @@ import { VefsError } from './vefs-error.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Runs the host's server in this process until it is told to stop. */
 export async function runServer(): Promise<void> {
   await mkdir(stateDir(), { recursive: true, mode: 0o700 });
-  const old = Number((await readFile(pidPath(), 'utf8').catch(() => '')).trim());
-  if (old && old !== process.pid && alive(old)) {
+  // A server is alive if it answers; a pid alone may be a zombie or a reused number.
+  if (await serverRunning()) {
+    const old = (await readFile(pidPath(), 'utf8').catch(() => '?')).trim();
     throw new VefsError('EALREADY', `a VEFS server already runs as pid ${old} (state in ${stateDir()})`);
   }
   await rm(socketPath(), { force: true });

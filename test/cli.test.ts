@@ -1,0 +1,88 @@
+// Bad input to `vefs mount` and `vefs umount`: one clear message that names
+// the problem, a non-zero exit, and nothing touched.
+import test from 'ava';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { withScratch, leftoverMounts } from './helpers/mounts.js';
+import { vefs } from './helpers/vefs.js';
+
+function layout(t: Parameters<typeof withScratch>[0]) {
+  const s = withScratch(t, 'vefs-cli');
+  const tpl = s.dir('template');
+  writeFileSync(join(tpl, 'f'), 'x');
+  return { s, tpl, priv: s.dir('private'), mnt: s.dir('mnt'), work: join(s.base, 'work') };
+}
+
+const untouched = (t: { deepEqual(a: unknown, b: unknown): void; false(v: boolean): void }, priv: string, work: string) => {
+  t.deepEqual(readdirSync(priv), []);
+  t.false(existsSync(work));
+};
+
+const cases: [string, (l: ReturnType<typeof layout>) => string[], RegExp][] = [
+  ['a missing template', (l) => ['--template', join(l.s.base, 'nope'), '--private', l.priv, '--work', l.work, l.mnt],
+    /template .*nope does not exist/],
+  ['a template inside the private tree', (l) => {
+    mkdirSync(join(l.priv, 'sub'));
+    return ['--template', join(l.priv, 'sub'), '--private', l.priv, '--work', l.work, l.mnt];
+  }, /template .*private\/sub is inside private directory/],
+  ['the private tree inside a template', (l) => {
+    mkdirSync(join(l.tpl, 've'));
+    return ['--template', l.tpl, '--private', join(l.tpl, 've'), '--work', l.work, l.mnt];
+  }, /private directory .*template\/ve is inside template/],
+  ['a mountpoint that is not a directory', (l) => {
+    writeFileSync(join(l.s.base, 'file'), '');
+    return ['--template', l.tpl, '--private', l.priv, '--work', l.work, join(l.s.base, 'file')];
+  }, /mountpoint .*file is not a directory/],
+  ['an unknown option', (l) => ['--template', l.tpl, '--private', l.priv, '--frobnicate', l.mnt], /Unknown option '--frobnicate'/],
+  ['no private directory', (l) => ['--template', l.tpl, l.mnt], /--private DIR is required/],
+];
+
+for (const [what, args, message] of cases) {
+  test(`mount refuses ${what}`, async (t) => {
+    const l = layout(t);
+    const argv = args(l);
+    const r = await vefs(l.s.stateDir, 'mount', ...argv);
+    t.not(r.code, 0);
+    t.regex(r.stderr, message);
+    t.is(r.stderr.trim().split('\n')[0].startsWith('vefs: '), true);
+    if (what !== 'a template inside the private tree') untouched(t, l.priv, l.work);
+    t.deepEqual(leftoverMounts(l.s.base), []);
+  });
+}
+
+test('mount refuses a work directory on another filesystem', async (t) => {
+  const l = layout(t);
+  const shm = mkdtempSync('/dev/shm/vefs-cli-');
+  t.teardown(() => rmSync(shm, { recursive: true, force: true }));
+  const r = await vefs(l.s.stateDir, 'mount', '--template', l.tpl, '--private', l.priv, '--work', join(shm, 'w'), l.mnt);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /work directory .* is not on the private directory's filesystem/);
+  t.deepEqual(readdirSync(shm), []);
+  untouched(t, l.priv, l.work);
+});
+
+test('mount refuses a mountpoint that is already mounted', async (t) => {
+  const l = layout(t);
+  t.is((await vefs(l.s.stateDir, 'mount', '--template', l.tpl, '--private', l.priv, '--work', l.work, l.mnt)).code, 0);
+  const other = l.s.dir('private2');
+  const r = await vefs(l.s.stateDir, 'mount', '--template', l.tpl, '--private', other, l.mnt);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /mountpoint .*mnt is already mounted/);
+  t.deepEqual(readdirSync(other), []);
+  t.is((await vefs(l.s.stateDir, 'umount', l.mnt)).code, 0);
+  t.deepEqual(leftoverMounts(l.s.base), []);
+});
+
+test('umount of something not mounted says so', async (t) => {
+  const l = layout(t);
+  const r = await vefs(l.s.stateDir, 'umount', l.mnt);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /mnt is not mounted/);
+});
+
+test('an unknown command is a usage error', async (t) => {
+  const l = layout(t);
+  const r = await vefs(l.s.stateDir, 'frob');
+  t.is(r.code, 2);
+  t.regex(r.stderr, /unknown command 'frob'/);
+});
