@@ -37,7 +37,7 @@ const meta = (p: string) => {
   return { mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, mtimeNs: st.mtimeNs, atimeNs: st.atimeNs, xattrs: x };
 };
 
-test('setxattr copies up with owner, set-id mode, every xattr and nanosecond times; parents too', async (t) => {
+test('setxattr copies up metadata only, with owner, set-id mode, every xattr and nanosecond times; parents too', async (t) => {
   const { tpl, priv, mnt } = await setup(t);
   const rel = 'srv/app/conf/main.cf';
   const before = meta(join(tpl, rel));
@@ -46,16 +46,26 @@ test('setxattr copies up with owner, set-id mode, every xattr and nanosecond tim
   t.is(after.mode, before.mode, 'set-uid bit kept');
   t.is(after.uid, before.uid);
   t.is(after.gid, before.gid);
+  t.is(after.size, before.size);
   t.is(after.mtimeNs, before.mtimeNs);
   t.is(after.atimeNs, before.atimeNs);
-  t.deepEqual(after.xattrs, { ...before.xattrs, 'user.new': Buffer.from('x').toString('hex') });
-  t.is(readFileSync(join(priv, rel), 'utf8'), 'setting = 1\n');
+  t.deepEqual(after.xattrs, {
+    ...before.xattrs,
+    'user.new': Buffer.from('x').toString('hex'),
+    'trusted.overlay.metacopy': '',
+  }, 'a metacopy file: the data stays in the template');
+  t.is(readFileSync(join(mnt, rel), 'utf8'), 'setting = 1\n');
   const dir = meta(join(priv, 'srv/app'));
   const tdir = meta(join(tpl, 'srv/app'));
   t.is(dir.mode, tdir.mode);
   t.is(dir.uid, tdir.uid);
   t.is(dir.gid, tdir.gid);
   t.is(dir.mtimeNs, tdir.mtimeNs, 'a copy-up is not a change to the parent');
+  // The first write brings the data up and drops the mark.
+  await run('sh', ['-c', `printf 'more\\n' >> '${join(mnt, rel)}'`]);
+  t.false('trusted.overlay.metacopy' in meta(join(priv, rel)).xattrs);
+  t.is(readFileSync(join(priv, rel), 'utf8'), 'setting = 1\nmore\n');
+  t.is(readFileSync(join(mnt, rel), 'utf8'), 'setting = 1\nmore\n');
   t.deepEqual(meta(join(tpl, rel)), before, 'the template is untouched');
 });
 

@@ -169,3 +169,24 @@ test('hard links to a template file copy it up once and count links', async (t) 
   t.is(fs.getattr(fs.resolve('/etc/passwd')).ino, fs.getattr(linked).ino);
   t.is((await lstat(join(priv, 'etc/passwd'))).ino, (await lstat(join(priv, 'passwd.link'))).ino);
 });
+
+test('a metadata change makes a metacopy file that follows its data through a rename', async (t) => {
+  const { fs, priv } = await fixture(t);
+  await fs.chmod(fs.resolve('/etc/hostname'), 0o600);
+  t.is((await lstat(join(priv, 'etc/hostname'))).blocks, 0);
+  t.not(native.lgetxattr(join(priv, 'etc/hostname'), 'trusted.overlay.metacopy'), null);
+  await fs.rename(fs.resolve('/etc'), 'hostname', fs.resolve('/'), 'moved');
+  t.is(native.lgetxattr(join(priv, 'moved'), 'trusted.overlay.redirect')?.toString(), '/etc/hostname');
+  const h = await fs.open(fs.resolve('/moved'), C.O_RDONLY);
+  const buf = Buffer.alloc(32);
+  const n = await fs.read(h, buf, 32, 0);
+  await fs.release(h);
+  t.is(buf.subarray(0, n).toString(), 'template\n');
+  t.is(fs.getattr(fs.resolve('/moved')).mode & 0o7777, 0o600);
+  // Writing fills in the data and drops both marks.
+  const w = await fs.open(fs.resolve('/moved'), C.O_WRONLY | C.O_APPEND);
+  await fs.write(w, Buffer.from('x'), 1, 9);
+  await fs.release(w);
+  t.is(await readFile(join(priv, 'moved'), 'utf8'), 'template\nx');
+  t.deepEqual(native.llistxattr(join(priv, 'moved')).filter((x) => x.startsWith('trusted.overlay.')), []);
+});

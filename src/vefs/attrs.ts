@@ -32,22 +32,28 @@ export function toAttr(node: Node, st: NativeStat): Attr {
 }
 
 export function getattr(u: Union, node: Node): Attr {
-  return toAttr(node, u.topStat(node));
+  const st = u.topStat(node);
+  if (node.metacopy) {
+    // The blocks are where the data is, as overlayfs reports them.
+    const { layer, rel } = u.dataLayer(node);
+    st.blocks = layer.stat(rel)?.blocks ?? st.blocks;
+  }
+  return toAttr(node, st);
 }
 
 export async function chmod(u: Union, node: Node, mode: number): Promise<void> {
-  await copyUp(u, node);
+  await copyUp(u, node, 'meta');
   u.upper.at(node.path(), (d, n) => native.fchmodat(d, n, mode & 0o7777, C.AT_SYMLINK_NOFOLLOW));
 }
 
 /** uid or gid of -1 (0xffffffff) leaves that one unchanged, as chown(2). */
 export async function chown(u: Union, node: Node, uid: number, gid: number): Promise<void> {
-  await copyUp(u, node);
+  await copyUp(u, node, 'meta');
   u.upper.at(node.path(), (d, n) => native.fchownat(d, n, uid, gid, C.AT_SYMLINK_NOFOLLOW));
 }
 
 export async function utimens(u: Union, node: Node, atime: Timespec, mtime: Timespec): Promise<void> {
-  await copyUp(u, node);
+  await copyUp(u, node, 'meta');
   u.upper.at(node.path(), (d, n) =>
     native.utimensat(d, n, atime.sec, atime.nsec, mtime.sec, mtime.nsec, C.AT_SYMLINK_NOFOLLOW));
 }
@@ -55,7 +61,7 @@ export async function utimens(u: Union, node: Node, atime: Timespec, mtime: Time
 export async function truncate(u: Union, node: Node, size: number): Promise<void> {
   if (node.type === C.S_IFDIR) throw fsError('EISDIR');
   if (node.type !== C.S_IFREG) throw fsError('EINVAL');
-  await copyUp(u, node, { data: size > 0 });
+  await copyUp(u, node, size > 0 ? 'data' : 'empty');
   const fd = u.upper.open(node.path(), C.O_WRONLY);
   try {
     native.ftruncate(fd, size);
@@ -79,7 +85,7 @@ export function listxattr(u: Union, node: Node): string[] {
 
 export async function setxattr(u: Union, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
   if (isPrivateXattr(name)) throw fsError('EOPNOTSUPP');
-  await copyUp(u, node);
+  await copyUp(u, node, 'meta');
   u.upper.atPath(node.path(), (p) => native.lsetxattr(p, name, value, flags));
 }
 
@@ -87,7 +93,7 @@ export async function removexattr(u: Union, node: Node, name: string): Promise<v
   if (isPrivateXattr(name)) throw fsError('EOPNOTSUPP');
   // Removing what is not there must not copy up.
   getxattr(u, node, name);
-  await copyUp(u, node);
+  await copyUp(u, node, 'meta');
   u.upper.atPath(node.path(), (p) => native.lremovexattr(p, name));
 }
 

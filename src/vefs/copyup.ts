@@ -12,39 +12,52 @@
 //     back the parent's times: a copy-up is no change the VE made to the
 //     parent directory (overlayfs restores them too).
 //
+// A change of metadata only (chmod, chown, utimens, xattrs) of a regular file
+// makes a metacopy file instead (format.ts): the same staged build without
+// the data, which stays in the template until the first write. Filling in
+// the data later copies it into the private file and only then drops the
+// metacopy mark, so a crash in between still reads the template's data.
+//
 // A second caller for the same node awaits the first one's promise instead of
 // starting another copy. A kill -9 at any moment leaves the template version
 // visible, or the complete copy: never a torn file.
 import { native, C, type NativeStat } from '../../native/index.js';
-import { isPrivateXattr } from './format.js';
+import { METACOPY_XATTR, REDIRECT_XATTR, isPrivateXattr } from './format.js';
 import type { Layer } from './layers.js';
 import type { Node } from './node.js';
 import type { Union } from './union.js';
 
 const inFlight = new WeakMap<Node, Promise<void>>();
 
-export interface CopyUpOptions {
-  /** False when the caller truncates the file to zero anyway (open with O_TRUNC, truncate(0)). */
-  data?: boolean;
-}
+/**
+ * What the caller is about to change: `data` (a write), `meta` (attributes
+ * only), or `empty` (it truncates the file to zero: no data to copy).
+ */
+export type CopyUpFor = 'data' | 'meta' | 'empty';
 
-export function copyUp(u: Union, node: Node, opts: CopyUpOptions = {}): Promise<void> {
-  if (node.upper) return Promise.resolve();
-  let p = inFlight.get(node);
-  if (!p) {
-    p = run(u, node, opts.data ?? true).finally(() => inFlight.delete(node));
+export async function copyUp(u: Union, node: Node, why: CopyUpFor = 'data'): Promise<void> {
+  for (;;) {
+    const running = inFlight.get(node);
+    if (running) {
+      await running;
+      continue;
+    }
+    if (node.upper && (!node.metacopy || why === 'meta')) return;
+    const p = (node.upper ? fillData(u, node, why) : run(u, node, why)).finally(() => inFlight.delete(node));
     inFlight.set(node, p);
+    return p;
   }
-  return p;
 }
 
-async function run(u: Union, node: Node, withData: boolean): Promise<void> {
-  if (node.parent) await copyUp(u, node.parent);
+async function run(u: Union, node: Node, why: CopyUpFor): Promise<void> {
+  if (node.parent) await copyUp(u, node.parent, 'meta');
   const src = u.lowers[node.lowers[0]];
   const origin = u.topStat(node);
+  const metacopy = why === 'meta' && (origin.mode & C.S_IFMT) === C.S_IFREG && origin.size > 0;
   const tmp = u.work.tempName();
   try {
-    await build(src, node.lowerPath, origin, u.work.fd, tmp, withData);
+    await build(src, node.lowerPath, origin, u.work.fd, tmp, metacopy ? 'size' : why === 'empty' ? 'none' : 'all');
+    if (metacopy) native.lsetxattr(`/proc/self/fd/${u.work.fd}/${tmp}`, METACOPY_XATTR, Buffer.alloc(0), 0);
     copyMetadata(src, node.lowerPath, origin, u.work.fd, tmp);
     const parentRel = node.parent!.path();
     const parentSt = u.upper.stat(parentRel)!;
@@ -57,18 +70,53 @@ async function run(u: Union, node: Node, withData: boolean): Promise<void> {
     throw err;
   }
   node.upper = true;
+  node.metacopy = metacopy;
   const copy = u.topStat(node);
   u.inodes.copiedUp(origin, copy);
   // Directories keep their template number; a file gets the copy's unless remapped.
   if (node.type !== C.S_IFDIR) node.ino = u.inodes.of(copy);
+  if (node.type !== C.S_IFDIR && !metacopy) node.lowers = [];
 }
 
-async function build(src: Layer, rel: string, st: NativeStat, workfd: number, tmp: string, withData: boolean): Promise<void> {
+/** Gives a metacopy file its data (or none, when the caller truncates it), then drops the mark. */
+async function fillData(u: Union, node: Node, why: CopyUpFor): Promise<void> {
+  const rel = node.path();
+  const before = u.topStat(node);
+  const out = u.upper.open(rel, C.O_WRONLY);
+  try {
+    if (why === 'empty') native.ftruncate(out, 0);
+    else {
+      const { layer, rel: dataRel } = u.dataLayer(node);
+      const inp = layer.open(dataRel, C.O_RDONLY);
+      try {
+        await native.copyData(inp, out);
+      } finally {
+        native.close(inp);
+      }
+    }
+    await native.fsync(out);
+    // Writing the data is no change the VE made: its times stay.
+    native.utimensat(out, '', before.atimeSec, before.atimeNsec, before.mtimeSec, before.mtimeNsec, C.AT_EMPTY_PATH);
+  } finally {
+    native.close(out);
+  }
+  u.upper.atPath(rel, (p) => {
+    native.lremovexattr(p, METACOPY_XATTR);
+    if (native.lgetxattr(p, REDIRECT_XATTR)) native.lremovexattr(p, REDIRECT_XATTR);
+  });
+  node.metacopy = false;
+  node.lowers = [];
+}
+
+/** data: copy it all, none, or only the size (a metacopy file: all holes). */
+async function build(src: Layer, rel: string, st: NativeStat, workfd: number, tmp: string,
+  data: 'all' | 'none' | 'size'): Promise<void> {
   switch (st.mode & C.S_IFMT) {
     case C.S_IFREG: {
       const out = native.openat(workfd, tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, 0o600);
       try {
-        if (withData) {
+        if (data === 'size') native.ftruncate(out, st.size);
+        if (data === 'all') {
           const inp = src.open(rel, C.O_RDONLY);
           try {
             await native.copyData(inp, out);

@@ -8,7 +8,7 @@
 import { read as fsRead, write as fsWrite, close as fsClose, fdatasync, constants as fsConstants } from 'node:fs';
 import { promisify } from 'node:util';
 import { native, C } from '../../native/index.js';
-import { toAttr } from './attrs.js';
+import { getattr, toAttr } from './attrs.js';
 import { copyUp } from './copyup.js';
 import { fsError } from './errors.js';
 import type { Node } from './node.js';
@@ -29,7 +29,11 @@ const PASSED = C.O_WRONLY | C.O_RDWR | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | f
   | fsConstants.O_DSYNC | fsConstants.O_DIRECT | C.O_DIRECTORY;
 
 export class Handle {
-  constructor(readonly fd: number, readonly node: Node) {}
+  /** The descriptor reads a metacopy file's template data; its attributes are the node's. */
+  readonly dataOnly: boolean;
+  constructor(readonly fd: number, readonly node: Node) {
+    this.dataOnly = node.metacopy;
+  }
 }
 
 export function wantsWrite(flags: number): boolean {
@@ -40,9 +44,9 @@ export async function open(u: Union, node: Node, flags: number): Promise<Handle>
   if (node.type === C.S_IFLNK) throw fsError('ELOOP');
   if (wantsWrite(flags)) {
     if (node.type === C.S_IFDIR) throw fsError('EISDIR');
-    await copyUp(u, node, { data: (flags & C.O_TRUNC) === 0 });
+    await copyUp(u, node, (flags & C.O_TRUNC) !== 0 ? 'empty' : 'data');
   }
-  const { layer, rel } = u.topLayer(node);
+  const { layer, rel } = u.dataLayer(node);
   return new Handle(layer.open(rel, flags & PASSED), node);
 }
 
@@ -61,8 +65,8 @@ export async function fsync(h: Handle, datasync: boolean): Promise<void> {
   else await native.fsync(h.fd);
 }
 
-export function fgetattr(h: Handle): Attr {
-  return toAttr(h.node, native.fstat(h.fd));
+export function fgetattr(u: Union, h: Handle): Attr {
+  return h.dataOnly ? getattr(u, h.node) : toAttr(h.node, native.fstat(h.fd));
 }
 
 export function ftruncate(h: Handle, size: number): void {

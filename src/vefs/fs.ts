@@ -67,7 +67,7 @@ export class VefsFs {
   read(h: Handle, buf: Buffer, length: number, position: number): Promise<number> { return files.read(h, buf, length, position); }
   write(h: Handle, buf: Buffer, length: number, position: number): Promise<number> { return files.write(h, buf, length, position); }
   fsync(h: Handle, datasync: boolean): Promise<void> { return files.fsync(h, datasync); }
-  fgetattr(h: Handle): Attr { return files.fgetattr(h); }
+  fgetattr(h: Handle): Attr { return files.fgetattr(this.union, h); }
   ftruncate(h: Handle, size: number): void { files.ftruncate(h, size); }
   release(h: Handle): Promise<void> { return files.release(h); }
 }

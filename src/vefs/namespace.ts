@@ -26,7 +26,7 @@ const S_ISGID = 0o2000;
 async function prepare(u: Union, parent: Node, name: string): Promise<void> {
   if (parent.type !== C.S_IFDIR) throw fsError('ENOTDIR');
   if (u.exists(parent, name)) throw fsError('EEXIST');
-  await copyUp(u, parent);
+  await copyUp(u, parent, 'meta');
 }
 
 /** New objects belong to the caller; in a set-group-ID directory to its group, as on ext4. */
@@ -109,7 +109,7 @@ export async function create(u: Union, parent: Node, name: string, mode: number,
 export async function link(u: Union, node: Node, parent: Node, name: string): Promise<Node> {
   if (node.type === C.S_IFDIR) throw fsError('EPERM');
   await prepare(u, parent, name);
-  await copyUp(u, node);
+  await copyUp(u, node, 'data');
   const tmp = u.work.tempName();
   u.upper.at(node.path(), (d, n) => native.linkat(d, n, u.work.fd, tmp, 0));
   try {
@@ -124,7 +124,7 @@ export async function link(u: Union, node: Node, parent: Node, name: string): Pr
 export async function unlink(u: Union, parent: Node, name: string): Promise<void> {
   const node = u.lookup(parent, name);
   if (node.type === C.S_IFDIR) throw fsError('EISDIR');
-  await copyUp(u, parent);
+  await copyUp(u, parent, 'meta');
   removeName(u, parent, name, node);
 }
 
@@ -132,7 +132,7 @@ export async function rmdir(u: Union, parent: Node, name: string): Promise<void>
   const node = u.lookup(parent, name);
   if (node.type !== C.S_IFDIR) throw fsError('ENOTDIR');
   if (!isEmptyDir(u, node)) throw fsError('ENOTEMPTY');
-  await copyUp(u, parent);
+  await copyUp(u, parent, 'meta');
   removeName(u, parent, name, node);
 }
 
@@ -142,14 +142,17 @@ function isAncestor(a: Node, b: Node): boolean {
 }
 
 /**
- * Marks a directory about to take a new name so that it keeps exactly its own
- * content there: a redirect to its template content, or opaque if it has none
- * and the new name has template content of its own.
+ * Marks an object about to take a new name so that it keeps exactly its own
+ * content there. A directory: a redirect to its template content, or opaque
+ * if it has none and the new name has template content of its own. A
+ * metacopy file: a redirect to its data.
  */
-function markMovedDir(u: Union, dir: Node, newParent: Node, newName: string): void {
+function markMoved(u: Union, node: Node, newParent: Node, newName: string): void {
   const xattr = (name: string, value: Buffer): void =>
-    u.upper.atPath(dir.path(), (p) => native.lsetxattr(p, name, value, 0));
-  if (dir.lowers.length > 0) xattr(REDIRECT_XATTR, redirectValue(dir.lowerPath));
+    u.upper.atPath(node.path(), (p) => native.lsetxattr(p, name, value, 0));
+  if (node.metacopy) xattr(REDIRECT_XATTR, redirectValue(node.lowerPath));
+  if (node.type !== C.S_IFDIR) return;
+  if (node.lowers.length > 0) xattr(REDIRECT_XATTR, redirectValue(node.lowerPath));
   else if (u.lowerHas(newParent, newName)) xattr(OPAQUE_XATTR, OPAQUE_VALUE);
 }
 
@@ -173,12 +176,12 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
     if (src.type !== C.S_IFDIR && dst.type === C.S_IFDIR) throw fsError('EISDIR');
     if (dst.type === C.S_IFDIR && !isEmptyDir(u, dst)) throw fsError('ENOTEMPTY');
   }
-  await copyUp(u, newParent);
-  await copyUp(u, src);
+  await copyUp(u, newParent, 'meta');
+  await copyUp(u, src, 'meta');
   const oldRel = join(oldParent.path(), oldName);
   const newRel = join(newParent.path(), newName);
   const whiteoutOld = u.lowerHas(oldParent, oldName);
-  if (src.type === C.S_IFDIR) markMovedDir(u, src, newParent, newName);
+  markMoved(u, src, newParent, newName);
 
   let under = u.upper.stat(newRel);
   const staged: string[] = [];
@@ -207,10 +210,10 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
 
 async function exchange(u: Union, oldParent: Node, oldName: string, a: Node, newParent: Node, newName: string,
   b: Node): Promise<void> {
-  await copyUp(u, a);
-  await copyUp(u, b);
-  if (a.type === C.S_IFDIR) markMovedDir(u, a, newParent, newName);
-  if (b.type === C.S_IFDIR) markMovedDir(u, b, oldParent, oldName);
+  await copyUp(u, a, 'meta');
+  await copyUp(u, b, 'meta');
+  markMoved(u, a, newParent, newName);
+  markMoved(u, b, oldParent, oldName);
   const oldRel = join(oldParent.path(), oldName);
   const newRel = join(newParent.path(), newName);
   u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, C.RENAME_EXCHANGE)));

@@ -6,6 +6,8 @@ import { join } from './paths.js';
 
 export class Node {
   readonly children = new Map<string, Node>();
+  /** A private metacopy file: metadata here, data in lowers[0] at lowerPath. */
+  metacopy = false;
 
   constructor(
     public parent: Node | null,

@@ -12,7 +12,7 @@
 //    layer, after copyup.ts has brought the object (and its parents) there.
 import { native, C, type NativeStat } from '../../native/index.js';
 import { fsError } from './errors.js';
-import { OPAQUE_XATTR, REDIRECT_XATTR, isWhiteout, resolveRedirect } from './format.js';
+import { METACOPY_XATTR, OPAQUE_XATTR, REDIRECT_XATTR, isMetacopyCandidate, isWhiteout, resolveRedirect } from './format.js';
 import { Inodes } from './inodes.js';
 import { Layer } from './layers.js';
 import { Node } from './node.js';
@@ -81,6 +81,16 @@ export class Union {
     const up = parent.upper ? this.upper.stat(rel) : null;
     if (up && isWhiteout(up)) return null;
     const upType = up ? up.mode & C.S_IFMT : 0;
+    if (up && upType === C.S_IFREG && isMetacopyCandidate(up)) {
+      const data = this.metacopyData(parent, rel, lowerPath);
+      if (data) {
+        // The template number only while it names this file alone (see inodes.ts).
+        const identity = data.st.nlink === 1 ? data.st : up;
+        const node = new Node(parent, name, this.inodes.of(identity), upType, true, [data.layer], data.path);
+        node.metacopy = true;
+        return node;
+      }
+    }
     let merge = !up;
     if (up && upType === C.S_IFDIR && !this.isOpaque(this.upper, rel)) {
       merge = true;
@@ -111,6 +121,22 @@ export class Union {
     return new Node(parent, name, this.inodes.of(identity), type, up !== null, lowers, lowerPath);
   }
 
+  /** Where a private metacopy file's data is: its redirect, or the same path in the parent's template layers. */
+  private metacopyData(parent: Node, rel: string, samePath: string): { layer: number; path: string; st: NativeStat } | null {
+    if (!this.upper.getxattr(rel, METACOPY_XATTR)) return null;
+    const redirect = this.upper.getxattr(rel, REDIRECT_XATTR)?.toString();
+    const path = redirect ? resolveRedirect(redirect, parent.lowerPath) : samePath;
+    // An absolute redirect starts over from the top of every template layer.
+    const layers = redirect?.startsWith('/') ? this.lowers.map((l) => l.index) : parent.lowers;
+    for (const i of layers) {
+      const st = this.lowers[i].stat(path);
+      if (!st) continue;
+      if ((st.mode & C.S_IFMT) !== C.S_IFREG) break;
+      return { layer: i, path, st };
+    }
+    throw fsError('EIO', `metacopy file ${rel} has no template data at ${path}`);
+  }
+
   isOpaque(layer: Layer, rel: string): boolean {
     return layer.getxattr(rel, OPAQUE_XATTR)?.toString() === 'y';
   }
@@ -125,7 +151,12 @@ export class Union {
     return st;
   }
 
-  /** The layer and path that hold the node's visible object. */
+  /** Where the node's data is: the template file for a metacopy file, else its visible object. */
+  dataLayer(node: Node): { layer: Layer; rel: string } {
+    return node.metacopy ? { layer: this.lowers[node.lowers[0]], rel: node.lowerPath } : this.topLayer(node);
+  }
+
+  /** The layer and path that hold the node's visible object (its metadata and xattrs). */
   topLayer(node: Node): { layer: Layer; rel: string } {
     return node.upper
       ? { layer: this.upper, rel: node.path() }

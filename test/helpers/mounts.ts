@@ -33,7 +33,7 @@ export interface MountEntry {
   options: string;
 }
 
-export const VEFS_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const VEFS_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** Lets the suite be developed against fuse-overlayfs before VEFS exists. */
 export function vefsTarget(): 'vefs' | 'fuse-overlayfs' {
@@ -89,7 +89,7 @@ function handle(mountpoint: string, unmountCmd: () => Promise<void>): Mounted {
  */
 export async function mountOverlay(opts: MountOptions): Promise<Mounted> {
   prepareDirs(opts);
-  const o = `lowerdir=${opts.templates.join(':')},upperdir=${opts.privateDir},workdir=${opts.workDir},redirect_dir=on,index=off,metacopy=off`;
+  const o = `lowerdir=${opts.templates.join(':')},upperdir=${opts.privateDir},workdir=${opts.workDir},redirect_dir=on,index=off,metacopy=on`;
   await runOrExplain('overlay mount', 'mount', ['-t', 'overlay', 'overlay', '-o', o, opts.mountpoint]);
   return handle(opts.mountpoint, () => runOrExplain('overlay umount', 'umount', [opts.mountpoint]));
 }
@@ -117,6 +117,18 @@ export async function mountVefs(opts: MountOptions): Promise<Mounted> {
 /** Stops the VEFS server of a state dir. */
 export async function shutdownVefs(stateDir: string): Promise<void> {
   await runOrExplain('vefs shutdown', process.execPath, [VEFS_CLI, 'shutdown'], vefsEnv(stateDir));
+}
+
+/** Pids of processes running with this VEFS_STATE_DIR: the server a test started. */
+function vefsServerPids(stateDir: string): number[] {
+  const wanted = `VEFS_STATE_DIR=${stateDir}`;
+  return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(wanted) ? [Number(pid)] : [];
+    } catch {
+      return []; // exited meanwhile, or not ours to read
+    }
+  });
 }
 
 export interface Scratch {
@@ -156,7 +168,16 @@ export function makeScratch(label = 'vefs-test'): Scratch & { cleanup(): Promise
       try { await run('umount', ['-l', target]); } catch (err) { problems.push(`umount -l ${target}: ${(err as Error).message}`); }
     }
     if (vefsTarget() === 'vefs' && fs.existsSync(stateDir)) {
-      try { await shutdownVefs(stateDir); } catch (err) { problems.push((err as Error).message); }
+      try {
+        await shutdownVefs(stateDir);
+      } catch (err) {
+        problems.push((err as Error).message);
+        // A server left behind would outlive the test run on CI machines.
+        for (const pid of vefsServerPids(stateDir)) {
+          try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+          problems.push(`killed VEFS server ${pid} of ${stateDir}`);
+        }
+      }
     }
     try {
       fs.rmSync(base, { recursive: true, force: true });

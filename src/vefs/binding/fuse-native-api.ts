@@ -203,6 +203,8 @@ export interface FuseConstructor extends FuseErrnoConstants {
   new (mnt: string, ops: FuseOperations, opts?: FuseOptions): FuseInstance
   /** Lazy unmount of any FUSE mount at `mnt`, asynchronously. */
   unmount(mnt: string, cb: (err: Error | null) => void): void
+  /** uid, gid and pid of the request whose handler runs now: call it synchronously at the handler's start. */
+  context(): { uid: number; gid: number; pid: number }
   /** tv_nsec value in utimens meaning "set to the current time". */
   readonly UTIME_NOW: number
   /** tv_nsec value in utimens meaning "leave this time unchanged". */

@@ -19,7 +19,6 @@ import { errnoOf } from '../errors.js';
 import type { VefsFs } from '../fs.js';
 import type { Handle } from '../files.js';
 import type { Attr, Caller } from '../types.js';
-import { ROOT_CALLER } from '../types.js';
 import { Fuse, type FuseInstance, type FuseOperations, type FuseStat } from './fuse-native-api.js';
 
 export interface BindingOptions {
@@ -43,10 +42,10 @@ function toStat(a: Attr): FuseStat {
   };
 }
 
-/** The caller of the request being served; fuse-native exposes it only when patched to. */
+/** The caller of the request being served: only valid synchronously at the start of its handler. */
 function caller(): Caller {
-  const ctx = (Fuse as unknown as { context?: () => Caller }).context;
-  return ctx ? ctx() : ROOT_CALLER;
+  const { uid, gid } = Fuse.context();
+  return { uid, gid };
 }
 
 export function mountFuseNative(fs: VefsFs, mountpoint: string, opts: BindingOptions): Promise<BoundMount> {
@@ -103,10 +102,13 @@ export function mountFuseNative(fs: VefsFs, mountpoint: string, opts: BindingOpt
     statfs: (path, cb) => serve('statfs', path, () => fs.statfs(), cb),
 
     open: (path, flags, cb) => serve('open', path, async () => opened(await fs.open(node(path), flags)), cb),
-    create: (path, mode, flags, cb) => serve('create', path, async () => {
-      const { parent: p, name } = parent(path);
-      return opened(await fs.create(p, name, mode, flags, caller()));
-    }, cb),
+    create: (path, mode, flags, cb) => {
+      const who = caller();
+      serve('create', path, async () => {
+        const { parent: p, name } = parent(path);
+        return opened(await fs.create(p, name, mode, flags, who));
+      }, cb);
+    },
     read: (path, fd, buf, len, pos, cb) =>
       serve('read', path, () => fs.read(handle(fd), buf, len, pos), (err, n) => cb(err || n!)),
     write: (path, fd, buf, len, pos, cb) =>
@@ -130,18 +132,27 @@ export function mountFuseNative(fs: VefsFs, mountpoint: string, opts: BindingOpt
       serve('setxattr', path, () => fs.setxattr(node(path), name, value, flags), cb),
     removexattr: (path, name, cb) => serve('removexattr', path, () => fs.removexattr(node(path), name), cb),
 
-    mkdir: (path, mode, cb) => serve('mkdir', path, async () => {
-      const { parent: p, name } = parent(path);
-      await fs.mkdir(p, name, mode, caller());
-    }, cb),
-    mknod: (path, mode, dev, cb) => serve('mknod', path, async () => {
-      const { parent: p, name } = parent(path);
-      await fs.mknod(p, name, mode, BigInt(dev), caller());
-    }, cb),
-    symlink: (target, path, cb) => serve('symlink', path, async () => {
-      const { parent: p, name } = parent(path);
-      await fs.symlink(p, name, target, caller());
-    }, cb),
+    mkdir: (path, mode, cb) => {
+      const who = caller();
+      serve('mkdir', path, async () => {
+        const { parent: p, name } = parent(path);
+        await fs.mkdir(p, name, mode, who);
+      }, cb);
+    },
+    mknod: (path, mode, dev, cb) => {
+      const who = caller();
+      serve('mknod', path, async () => {
+        const { parent: p, name } = parent(path);
+        await fs.mknod(p, name, mode, BigInt(dev), who);
+      }, cb);
+    },
+    symlink: (target, path, cb) => {
+      const who = caller();
+      serve('symlink', path, async () => {
+        const { parent: p, name } = parent(path);
+        await fs.symlink(p, name, target, who);
+      }, cb);
+    },
     link: (src, dest, cb) => serve('link', dest, async () => {
       const { parent: p, name } = parent(dest);
       await fs.link(node(src), p, name);
