@@ -86,3 +86,24 @@ test('an unknown command is a usage error', async (t) => {
   t.is(r.code, 2);
   t.regex(r.stderr, /unknown command 'frob'/);
 });
+
+test('mount --foreground serves from the terminal until interrupted', async (t) => {
+  const l = layout(t);
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'mount', '--foreground', '--template', l.tpl, '--private', l.priv, l.mnt],
+    { env: { ...process.env, VEFS_STATE_DIR: l.s.stateDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  t.teardown(() => { child.kill('SIGKILL'); });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  for (let i = 0; i < 100 && !/serving/.test(err); i++) await new Promise((r) => setTimeout(r, 50));
+  t.regex(err, /serving .*mnt in the foreground/);
+  writeFileSync(join(l.mnt, 'hello'), 'hi');
+  t.is(readdirSync(l.priv).includes('hello'), true);
+  t.false(existsSync(join(l.s.stateDir, 'server.sock')), 'no host server was involved');
+  child.kill('SIGINT');
+  t.is(await exited, 0);
+  t.deepEqual(leftoverMounts(l.s.base), []);
+});
