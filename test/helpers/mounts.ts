@@ -84,8 +84,9 @@ function handle(mountpoint: string, unmountCmd: () => Promise<void>): Mounted {
 }
 
 /**
- * Kernel overlayfs, the reference. index and metacopy are pinned off so the
- * upper layer's format does not depend on the kernel's build-time defaults.
+ * Kernel overlayfs, the reference. index is pinned off and metacopy on so
+ * the upper layer's format does not depend on the kernel's build-time
+ * defaults; metacopy=on because VEFS writes metacopy files too.
  */
 export async function mountOverlay(opts: MountOptions): Promise<Mounted> {
   prepareDirs(opts);
@@ -167,7 +168,8 @@ export function makeScratch(label = 'vefs-test'): Scratch & { cleanup(): Promise
     for (const target of mounted) {
       try { await run('umount', ['-l', target]); } catch (err) { problems.push(`umount -l ${target}: ${(err as Error).message}`); }
     }
-    if (vefsTarget() === 'vefs' && fs.existsSync(stateDir)) {
+    // A server that stopped on its own (vefs demo, vefs shutdown) took its socket with it.
+    if (vefsTarget() === 'vefs' && fs.existsSync(path.join(stateDir, 'server.sock'))) {
       try {
         await shutdownVefs(stateDir);
       } catch (err) {
