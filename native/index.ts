@@ -2,7 +2,10 @@
 // Node's fs lacks. Every call is synchronous unless it returns a Promise, and
 // throws a NativeError (errno, code, syscall) on failure.
 //
-// Names are strings (UTF-8), as everywhere in Node's fs and in fuse-native.
+// Paths and names are byte strings: one character per byte (latin1), as the
+// patched fuse-native hands them over, because a Linux name is any sequence
+// of bytes and need not be valid UTF-8. A path that comes from a person (a
+// command line, a config) goes through toBytes first.
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -139,6 +142,11 @@ export interface NativeAddon {
    * not even an atime. Usable as a dirfd and as /proc/self/fd/N paths.
    */
   openTreeReadonly(path: string): number;
+}
+
+/** A UTF-8 path from a person or from Node's fs, as the byte string the addon takes. */
+export function toBytes(path: string): string {
+  return Buffer.from(path, 'utf8').toString('latin1');
 }
 
 export const native: NativeAddon = require('../../native/build/Release/vefs_native.node');

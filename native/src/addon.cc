@@ -26,8 +26,8 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall,
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("code", Napi::String::New(env, code));
   error.Set("syscall", Napi::String::New(env, syscall));
-  if (path) error.Set("path", Napi::String::New(env, *path));
-  if (dest) error.Set("dest", Napi::String::New(env, *dest));
+  if (path) error.Set("path", ByteString(env, path->data(), path->size()));
+  if (dest) error.Set("dest", ByteString(env, dest->data(), dest->size()));
   return error;
 }
 

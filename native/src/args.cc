@@ -51,7 +51,11 @@ uint64_t ArgBigUint64(const Napi::CallbackInfo& info, size_t i) {
 
 std::string ArgString(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsString()) BadArgument(info.Env(), i, "a string");
-  std::string value = info[i].As<Napi::String>().Utf8Value();
+  napi_env env = info.Env();
+  size_t len = 0;
+  napi_get_value_string_latin1(env, info[i], nullptr, 0, &len);
+  std::string value(len, '\0');
+  napi_get_value_string_latin1(env, info[i], value.data(), len + 1, &len);
   // The kernel would stop at an embedded NUL and act on a shorter path.
   if (std::memchr(value.data(), '\0', value.size())) {
     BadArgument(info.Env(), i, "a string without NUL characters");

@@ -44,7 +44,7 @@ Napi::Value Getdents(const Napi::CallbackInfo& info) {
       // the directory; the array alone keeps the entries alive.
       Napi::HandleScope scope(env);
       Napi::Object entry = Napi::Object::New(env);
-      entry.Set(nameKey, Napi::String::New(env, d->d_name, std::strlen(d->d_name)));
+      entry.Set(nameKey, ByteString(env, d->d_name, std::strlen(d->d_name)));
       entry.Set(inoKey, Napi::BigInt::New(env, static_cast<uint64_t>(d->d_ino)));
       entry.Set(typeKey, Napi::Number::New(env, d->d_type));
       entries.Set(count++, entry);

@@ -49,7 +49,7 @@ Napi::Value ReadlinkAt(const Napi::CallbackInfo& info) {
   char buf[PATH_MAX];
   ssize_t n = RetryEintr([&] { return readlinkat(dirfd, path.c_str(), buf, sizeof buf); });
   if (n < 0) ThrowErrno(info.Env(), "readlinkat", &path);
-  return Napi::String::New(info.Env(), buf, static_cast<size_t>(n));
+  return ByteString(info.Env(), buf, static_cast<size_t>(n));
 }
 
 Napi::Value LinkAt(const Napi::CallbackInfo& info) {

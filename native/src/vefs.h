@@ -32,6 +32,15 @@ auto RetryEintr(F call) {
   return r;
 }
 
+// Paths and names are byte strings on the JS side: one character per byte
+// (latin1), so a name that is not valid UTF-8 crosses unchanged. ArgString
+// reads them so; ByteString makes them.
+inline Napi::String ByteString(Napi::Env env, const char* data, size_t len) {
+  napi_value v;
+  napi_create_string_latin1(env, data, len, &v);
+  return Napi::String(env, v);
+}
+
 // Argument readers throw a TypeError instead of letting a wrong type turn
 // into fd 0 or an empty path.
 int64_t ArgInteger(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max);

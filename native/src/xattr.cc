@@ -54,7 +54,7 @@ Napi::Value ListNames(Napi::Env env, Call call, const char* syscall_name, const 
   uint32_t count = 0;
   for (const char *p = data, *end = data + n; p < end;) {
     size_t len = strnlen(p, static_cast<size_t>(end - p));
-    if (len > 0) names.Set(count++, Napi::String::New(env, p, len));
+    if (len > 0) names.Set(count++, ByteString(env, p, len));
     p += len + 1;
   }
   return names;

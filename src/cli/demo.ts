@@ -12,7 +12,7 @@ import { digestTree } from '../vefs/digest.js';
 import { socketPath, logPath } from '../vefs/state.js';
 import { umount } from '../vefs/umount.js';
 import { readMounts } from '../vefs/mounts.js';
-import { native } from '../../native/index.js';
+import { native, toBytes } from '../../native/index.js';
 
 const run = promisify(execFile);
 const say = (s: string): void => console.log(s);
@@ -23,8 +23,8 @@ async function describePrivate(root: string, rel = ''): Promise<string[]> {
   for (const name of (await readdir(join(root, rel))).sort()) {
     const path = join(root, rel, name);
     const st = await lstat(path);
-    const marks = native.llistxattr(path).filter((x) => x.startsWith('trusted.overlay.'))
-      .map((x) => `${x}=${native.lgetxattr(path, x)?.toString()}`);
+    const marks = native.llistxattr(toBytes(path)).filter((x) => x.startsWith('trusted.overlay.'))
+      .map((x) => `${x}=${native.lgetxattr(toBytes(path), x)?.toString()}`);
     const kind = st.isCharacterDevice() && st.rdev === 0 ? 'whiteout' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file';
     out.push(`  /${join(rel, name)}  ${kind}${marks.length ? `  ${marks.join(' ')}` : ''}`);
     if (st.isDirectory()) out.push(...(await describePrivate(root, join(rel, name))));

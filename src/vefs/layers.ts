@@ -6,7 +6,7 @@
 // read-only, noatime clone of its mount (native openTreeReadonly): the kernel
 // itself refuses every write, and no read (readlink and getdents included,
 // which O_NOATIME cannot cover) changes even an atime.
-import { native, C, type NativeStat, type NativeDirent } from '../../native/index.js';
+import { native, C, toBytes, type NativeStat, type NativeDirent } from '../../native/index.js';
 import { hasCode } from './errors.js';
 import { split } from './paths.js';
 
@@ -19,7 +19,7 @@ export class Layer {
   readonly fd: number;
   readonly dev: bigint;
   constructor(readonly path: string, readonly kind: LayerKind, readonly index: number) {
-    this.fd = kind === 'template' ? native.openTreeReadonly(path) : native.openat(C.AT_FDCWD, path, DIR_PATH, 0);
+    this.fd = kind === 'template' ? native.openTreeReadonly(toBytes(path)) : native.openat(C.AT_FDCWD, toBytes(path), DIR_PATH, 0);
     this.dev = native.fstat(this.fd).dev;
   }
 

@@ -3,7 +3,7 @@
 // crashed server never leaves a VE root stuck.
 import { realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { native, C } from '../../native/index.js';
+import { native, C, toBytes } from '../../native/index.js';
 import { call } from './control.js';
 import { serverRunning } from './daemon.js';
 import { readMounts, VEFS_FSTYPE } from './mounts.js';
@@ -24,6 +24,6 @@ export async function umount(arg: string): Promise<'server' | 'detached'> {
   const entry = (await readMounts()).find((m) => m.mountpoint === mp);
   if (!entry) throw new VefsError('EINVAL', `${mp} is not mounted`);
   if (entry.fstype !== VEFS_FSTYPE) throw new VefsError('EINVAL', `${mp} is not a VEFS mount (it is ${entry.fstype})`);
-  native.umount2(mp, C.MNT_DETACH);
+  native.umount2(toBytes(mp), C.MNT_DETACH);
   return 'detached';
 }

@@ -6,7 +6,7 @@
 // one. Whatever a crash left here is removed when the next mount starts.
 import { rmSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { native, C } from '../../native/index.js';
+import { native, C, toBytes } from '../../native/index.js';
 import { WORK_SUBDIR } from './format.js';
 
 export class WorkDir {
@@ -18,7 +18,7 @@ export class WorkDir {
     // Safe to do synchronously: the work directory is never on a VEFS mount (config.ts checks).
     rmSync(this.path, { recursive: true, force: true });
     mkdirSync(this.path, { recursive: true, mode: 0o700 });
-    this.fd = native.openat(C.AT_FDCWD, this.path, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    this.fd = native.openat(C.AT_FDCWD, toBytes(this.path), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
   }
 
   /** A fresh name in the staging area. */
