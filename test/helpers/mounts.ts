@@ -33,7 +33,7 @@ export interface MountEntry {
   options: string;
 }
 
-const VEFS_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const VEFS_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** Lets the suite be developed against fuse-overlayfs before VEFS exists. */
 export function vefsTarget(): 'vefs' | 'fuse-overlayfs' {
@@ -63,13 +63,16 @@ function prepareDirs(opts: MountOptions): void {
   for (const d of [opts.privateDir, opts.workDir, opts.mountpoint]) fs.mkdirSync(d, { recursive: true });
 }
 
+/** A helper process outlived its time limit: the filesystem behind it likely stopped answering. */
+export class TimedOut extends Error {}
+
 async function runOrExplain(what: string, file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
   try {
     await run(file, args, { env, timeout: 60_000 });
   } catch (err) {
     const e = err as Error & { stderr?: string; stdout?: string; killed?: boolean };
-    const how = e.killed ? 'timed out' : 'failed';
-    throw new Error(`${what} ${how}: ${file} ${args.join(' ')}\n${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`);
+    const text = `${file} ${args.join(' ')}\n${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`;
+    throw e.killed ? new TimedOut(`${what} timed out: ${text}`) : new Error(`${what} failed: ${text}`);
   }
 }
 

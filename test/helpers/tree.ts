@@ -79,7 +79,7 @@ function unescapeGetfattr(s: string): string {
  * Every xattr of every path, via getfattr -h (never follows a final symlink).
  * Paths are passed in batches to stay far from the argument-length limit.
  */
-export function readXattrs(paths: string[]): Map<string, Record<string, string>> {
+function readXattrs(paths: string[]): Map<string, Record<string, string>> {
   const out = new Map<string, Record<string, string>>();
   for (let i = 0; i < paths.length; i += 200) {
     const batch = paths.slice(i, i + 200);

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { TimedOut } from './mounts.js';
 
 /** [seconds, nanoseconds] */
 export type Timespec = [number, number];
@@ -44,8 +45,6 @@ export type Step =
   | { op: 'removexattr'; args: { path: string; name: string } }
   | { op: 'mkfifo'; args: { path: string } }
   | { op: 'mknodChar'; args: { path: string; major: number; minor: number } };
-
-export type Op = Step['op'];
 
 export type StepResult = { ok: true; value?: unknown } | { ok: false; code: string };
 
@@ -218,9 +217,14 @@ export async function runWorkloadAs(cred: Credentials, root: string, steps: read
   const script = `
     const { runWorkload } = await import(process.argv[1]);
     process.stdout.write(JSON.stringify(runWorkload(process.argv[2], JSON.parse(process.argv[3]), JSON.parse(process.argv[4]))));`;
-  const { stdout } = await promisify(execFile)('setpriv',
-    [`--reuid=${cred.uid}`, `--regid=${cred.gid}`, '--clear-groups', process.execPath, '--input-type=module', '-e', script,
-      import.meta.url, root, JSON.stringify(steps), JSON.stringify(opts)],
-    { timeout: 60_000 });
-  return JSON.parse(stdout) as StepResult[];
+  try {
+    const { stdout } = await promisify(execFile)('setpriv',
+      [`--reuid=${cred.uid}`, `--regid=${cred.gid}`, '--clear-groups', process.execPath, '--input-type=module', '-e', script,
+        import.meta.url, root, JSON.stringify(steps), JSON.stringify(opts)],
+      { timeout: 60_000 });
+    return JSON.parse(stdout) as StepResult[];
+  } catch (err) {
+    if ((err as { killed?: boolean }).killed) throw new TimedOut(`workload as uid ${cred.uid} under ${root} timed out: ${(err as Error).message}`);
+    throw err;
+  }
 }
