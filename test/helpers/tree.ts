@@ -45,7 +45,7 @@ export interface SnapshotOptions {
   dropOverlayXattrs?: boolean;
 }
 
-function typeOf(st: fs.BigIntStats): NodeType {
+export function typeOf(st: fs.Stats | fs.BigIntStats): NodeType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
@@ -54,8 +54,6 @@ function typeOf(st: fs.BigIntStats): NodeType {
   if (st.isBlockDevice()) return 'block';
   return 'socket';
 }
-
-const ns = (sec: bigint): string => sec.toString();
 
 // O_NOATIME so that snapshotting a template does not itself change the atimes
 // a later snapshot compares.
@@ -142,7 +140,7 @@ export function snapshotTree(root: string, opts: SnapshotOptions = {}): Snapshot
     for (const [name, value] of Object.entries(xattrs.get(p) ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       if (!(opts.dropOverlayXattrs && name.startsWith('trusted.overlay.'))) x[name] = value;
     }
-    const e: Entry = { path: rel, type, mode: (Number(st.mode) & 0o7777).toString(8), uid: Number(st.uid), gid: Number(st.gid), xattrs: x, mtimeNs: ns(st.mtimeNs) };
+    const e: Entry = { path: rel, type, mode: (Number(st.mode) & 0o7777).toString(8), uid: Number(st.uid), gid: Number(st.gid), xattrs: x, mtimeNs: String(st.mtimeNs) };
     if (type !== 'dir') e.size = Number(st.size);
     if (type === 'file') e.sha256 = sha256Of(p);
     if (target !== undefined) e.target = target;
@@ -151,8 +149,8 @@ export function snapshotTree(root: string, opts: SnapshotOptions = {}): Snapshot
       // glibc's encoding of dev_t.
       e.rdev = `${((rdev >>> 8) & 0xfff) | ((rdev / 2 ** 32) & ~0xfff)}:${(rdev & 0xff) | ((rdev >>> 12) & ~0xff)}`;
     }
-    if (opts.withAtime) e.atimeNs = ns(st.atimeNs);
-    if (opts.withCtime) e.ctimeNs = ns(st.ctimeNs);
+    if (opts.withAtime) e.atimeNs = String(st.atimeNs);
+    if (opts.withCtime) e.ctimeNs = String(st.ctimeNs);
     if (type !== 'dir' && st.nlink > 1n) {
       const key = `${st.dev}:${st.ino}`;
       byInode.set(key, [...(byInode.get(key) ?? []), rel]);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { TimedOut } from './mounts.js';
+import { typeOf } from './tree.js';
 
 /** [seconds, nanoseconds] */
 export type Timespec = [number, number];
@@ -90,6 +91,7 @@ function cli(file: string, args: string[]): string {
   }
 }
 
+// Short contents verbatim, so that a mismatch message shows them.
 function content(buf: Buffer): string {
   return buf.length <= 256 ? buf.toString('utf8') : `${buf.length} bytes, sha256 ${crypto.createHash('sha256').update(buf).digest('hex')}`;
 }
@@ -120,16 +122,6 @@ function touch(p: string, which: '-a' | '-m', [sec, nsec]: Timespec, noFollow: b
   cli('touch', ['-c', which, ...(noFollow ? ['-h'] : []), '-d', `@${sec}.${String(nsec).padStart(9, '0')}`, '--', p]);
 }
 
-function typeName(st: fs.Stats): string {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isCharacterDevice()) return 'char';
-  if (st.isBlockDevice()) return 'block';
-  return 'socket';
-}
-
 const C = fs.constants;
 
 function execute(step: Step, at: (p: string) => string): unknown {
@@ -155,7 +147,7 @@ function execute(step: Step, at: (p: string) => string): unknown {
     }
     case 'stat': {
       const st = fs.lstatSync(at(step.args.path));
-      return { type: typeName(st), mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, size: st.isDirectory() ? undefined : st.size };
+      return { type: typeOf(st), mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, size: st.isDirectory() ? undefined : st.size };
     }
     case 'readdir': return fs.readdirSync(at(step.args.path)).sort();
     case 'chmod': return fs.chmodSync(at(step.args.path), step.args.mode);
