@@ -184,6 +184,12 @@ export function makeScratch(label = 'vefs-test'): Scratch & { cleanup(): Promise
         }
       }
     }
+    // The server answers EIO only for an exception no rule expected, and logs it: that is a bug.
+    const log = path.join(stateDir, 'server.log');
+    if (fs.existsSync(log)) {
+      const unexpected = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('unexpected error'));
+      if (unexpected.length > 0) problems.push(`the VEFS server answered EIO unexpectedly:\n${unexpected.join('\n')}`);
+    }
     try {
       fs.rmSync(base, { recursive: true, force: true });
     } catch {

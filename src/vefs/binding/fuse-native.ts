@@ -48,6 +48,25 @@ function caller(): Caller {
   return { uid, gid };
 }
 
+/**
+ * A handler that throws before it has answered would leave its libfuse
+ * thread, and the VE's system call, waiting forever: answer EIO and log it.
+ */
+function guarded(ops: FuseOperations, log: (m: string) => void): FuseOperations {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(ops) as [string, (...a: unknown[]) => void][]) {
+    out[name] = (...args: unknown[]) => {
+      try {
+        fn(...args);
+      } catch (err) {
+        log(`${name}: unexpected error, answered EIO: ${(err as Error)?.stack ?? err}`);
+        (args[args.length - 1] as (e: number) => void)(-5);
+      }
+    };
+  }
+  return out as FuseOperations;
+}
+
 export function mountFuseNative(fs: VefsFs, mountpoint: string, opts: BindingOptions): Promise<BoundMount> {
   const queue = new PQueue({ concurrency: opts.inFlight });
   const handles = new Map<number, Handle>();
@@ -172,7 +191,7 @@ export function mountFuseNative(fs: VefsFs, mountpoint: string, opts: BindingOpt
     }, cb),
   };
 
-  const fuse: FuseInstance = new Fuse(mountpoint, ops, {
+  const fuse: FuseInstance = new Fuse(mountpoint, guarded(ops, opts.log), {
     timeout: false,
     allowOther: true,
     defaultPermissions: true,
