@@ -107,3 +107,16 @@ test('mount --foreground serves from the terminal until interrupted', async (t) 
   t.is(await exited, 0);
   t.deepEqual(leftoverMounts(l.s.base), []);
 });
+
+test('relative paths are taken from the caller, not from the server', async (t) => {
+  const l = layout(t);
+  const { execFile } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const code = await new Promise<number>((res) => execFile(process.execPath,
+    [cli, 'mount', '--template', 'template', '--private', 'private', '--work', 'work', 'mnt'],
+    { cwd: l.s.base, env: { ...process.env, VEFS_STATE_DIR: l.s.stateDir } }, (err) => res(err ? 1 : 0)));
+  t.is(code, 0);
+  t.is(readdirSync(l.mnt).join(), 'f');
+  t.is((await vefs(l.s.stateDir, 'umount', l.mnt)).code, 0);
+});

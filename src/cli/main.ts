@@ -3,6 +3,7 @@
 // strictly (an unknown option is an error), calls one library function and
 // prints what happened; errors print one line naming the problem and exit 1
 // (2 for a usage error).
+import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { call } from '../vefs/control.js';
 import { ensureServer, runServer } from '../vefs/daemon.js';
@@ -14,6 +15,7 @@ import type { MountRequest } from '../vefs/config.js';
 import type { MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
 import { demo } from './demo.js';
+import { benchCommand } from './bench.js';
 
 const USAGE = `usage: vefs <command> [options]
 
@@ -27,6 +29,8 @@ const USAGE = `usage: vefs <command> [options]
   shutdown            Unmount everything and stop the server.
   demo [--dir DIR]    Build a busybox template, mount a VE root over it, change it,
                       show the template untouched and the private tree, unmount.
+  bench [--quick] [--groups G,..] [--backends B,..] [--runs N] [--out DIR] [--dir DIR]
+                      Benchmark VE roots: VEFS against raw, overlayfs, fuse-overlayfs, unionfs-fuse.
   help                This text.
 `;
 
@@ -58,10 +62,11 @@ async function mountCommand(args: string[]): Promise<void> {
   }, 1);
   if (!values.template) throw new UsageError('--template DIR[:DIR...] is required');
   if (!values.private) throw new UsageError('--private DIR is required');
+  // The server has its own working directory: every path is made absolute here.
   const request: MountRequest = {
-    templates: values.template.flatMap((t) => t.split(':')).filter(Boolean),
-    privateDir: values.private,
-    workDir: values.work,
+    templates: values.template.flatMap((t) => t.split(':')).filter(Boolean).map((t) => resolve(t)),
+    privateDir: resolve(values.private),
+    workDir: values.work === undefined ? undefined : resolve(values.work),
     mountpoint: await mountpointPath(positionals[0]),
   };
   if (values.foreground) return foreground(request);
@@ -113,6 +118,8 @@ async function main(argv: string[]): Promise<void> {
       const { values } = parse(args, { dir: { type: 'string' } }, 0);
       return demo(values.dir);
     }
+    case 'bench':
+      return benchCommand(args);
     case 'help':
     case '--help':
     case '-h':

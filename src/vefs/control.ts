@@ -23,11 +23,13 @@ type Reply = { ok: true; value: unknown } | { ok: false; code: string; message: 
 export function serveControl(path: string, handle: (req: Request) => Promise<unknown>): Promise<Server> {
   const server = createServer((sock) => {
     let data = '';
+    let answered = false;
     sock.setEncoding('utf8');
     sock.on('data', (chunk) => {
       data += chunk;
       const nl = data.indexOf('\n');
-      if (nl < 0) return;
+      if (nl < 0 || answered) return;
+      answered = true;
       let reply: Promise<Reply>;
       try {
         const req = JSON.parse(data.slice(0, nl)) as Request;

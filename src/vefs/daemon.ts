@@ -66,6 +66,8 @@ export async function ensureServer(): Promise<boolean> {
   const logFile = await open(logPath(), 'a');
   const child = spawn(process.execPath, [CLI, 'server'], {
     detached: true,
+    // Holding the caller's working directory would keep its filesystem busy.
+    cwd: '/',
     stdio: ['ignore', logFile.fd, logFile.fd],
     env: process.env,
   });
