@@ -28,7 +28,10 @@ export class VefsFs {
   resolveParent(path: string): { parent: Node; name: string } { return this.union.resolveParent(path); }
 
   getattr(node: Node): Attr { return attrs.getattr(this.union, node); }
-  readlink(node: Node): string { return this.union.topLayer(node).layer.readlink(this.union.topLayer(node).rel); }
+  readlink(node: Node): string {
+    const { layer, rel } = this.union.topLayer(node);
+    return layer.readlink(rel);
+  }
   readdir(node: Node): DirEntry[] { return readdir(this.union, node); }
   statfs(): Statfs { return attrs.statfs(this.union); }
 

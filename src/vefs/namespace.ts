@@ -156,6 +156,10 @@ function markMoved(u: Union, node: Node, newParent: Node, newName: string): void
   else if (u.lowerHas(newParent, newName)) xattr(OPAQUE_XATTR, OPAQUE_VALUE);
 }
 
+function renameUpper(u: Union, oldRel: string, newRel: string, flags: number): void {
+  u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, flags)));
+}
+
 export async function rename(u: Union, oldParent: Node, oldName: string, newParent: Node, newName: string,
   flags: number): Promise<void> {
   const known = C.RENAME_NOREPLACE | C.RENAME_EXCHANGE;
@@ -196,11 +200,10 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
   const replaced = dst && dst.upper && dst.type !== C.S_IFDIR ? u.topStat(dst) : null;
   if (src.type === C.S_IFDIR && under && isWhiteout(under)) {
     // A directory cannot rename over a device node: exchange, leaving the whiteout at the old name.
-    u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, C.RENAME_EXCHANGE)));
+    renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
     if (!whiteoutOld) u.upper.at(oldRel, (d, n) => native.unlinkat(d, n, 0));
   } else {
-    const f = whiteoutOld ? C.RENAME_WHITEOUT : 0;
-    u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, f)));
+    renameUpper(u, oldRel, newRel, whiteoutOld ? C.RENAME_WHITEOUT : 0);
   }
   if (replaced) u.inodes.released(replaced);
   for (const tmp of staged) u.work.remove(tmp);
@@ -216,7 +219,7 @@ async function exchange(u: Union, oldParent: Node, oldName: string, a: Node, new
   markMoved(u, b, oldParent, oldName);
   const oldRel = join(oldParent.path(), oldName);
   const newRel = join(newParent.path(), newName);
-  u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, C.RENAME_EXCHANGE)));
+  renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
   oldParent.forget(oldName);
   newParent.forget(newName);
 }
