@@ -120,3 +120,21 @@ test('relative paths are taken from the caller, not from the server', async (t) 
   t.is(readdirSync(l.mnt).join(), 'f');
   t.is((await vefs(l.s.stateDir, 'umount', l.mnt)).code, 0);
 });
+
+test('umount refuses a mount that is in use, and works once it is free', async (t) => {
+  const l = layout(t);
+  t.is((await vefs(l.s.stateDir, 'mount', '--template', l.tpl, '--private', l.priv, l.mnt)).code, 0);
+  const { spawn } = await import('node:child_process');
+  // A process whose working directory is inside the VE root keeps it busy.
+  const user = spawn('sleep', ['60'], { cwd: l.mnt, stdio: 'ignore' });
+  const gone = new Promise((r) => user.once('exit', r));
+  t.teardown(() => { user.kill('SIGKILL'); });
+  const busy = await vefs(l.s.stateDir, 'umount', l.mnt);
+  t.is(busy.code, 1);
+  t.regex(busy.stderr, /mnt is busy/);
+  t.is(readdirSync(l.mnt).join(), 'f', 'the mount still serves after a refused umount');
+  user.kill('SIGKILL');
+  await gone;
+  t.is((await vefs(l.s.stateDir, 'umount', l.mnt)).code, 0);
+  t.deepEqual(leftoverMounts(l.s.base), []);
+});

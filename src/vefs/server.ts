@@ -2,12 +2,16 @@
 // mount and umount requests on the control socket and serves each mount
 // through a binding. Its event loop is every mount's server, so nothing here
 // may do synchronous I/O on a mount: only on the layers beneath them.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { VefsFs } from './fs.js';
 import { checkMount, type MountRequest } from './config.js';
 import { mountFuseNative, type BoundMount } from './binding/fuse-native.js';
 import { VefsError } from './vefs-error.js';
 import type { MountConfig } from './types.js';
 import type { Status } from './control.js';
+
+const run = promisify(execFile);
 
 /** Enough concurrency to keep a disk busy; low enough that one VE cannot hog the process. */
 const IN_FLIGHT_PER_MOUNT = 32;
@@ -48,10 +52,26 @@ export class MountServer {
     }
   }
 
-  /** Resolves false when this server does not serve that mountpoint. */
-  async unmount(mountpoint: string): Promise<boolean> {
+  /**
+   * Resolves false when this server does not serve that mountpoint. A mount
+   * still in use (a VE running on it) is refused with EBUSY, unless `detach`
+   * (the server is stopping anyway): then it is detached lazily.
+   */
+  async unmount(mountpoint: string, detach = false): Promise<boolean> {
     const served = this.mounts.get(mountpoint);
     if (!served) return false;
+    if (!detach) {
+      // umount(8) in a child process: unmounting may flush pages to this very server.
+      try {
+        await run('umount', [mountpoint]);
+      } catch (err) {
+        const stderr = String((err as { stderr?: string }).stderr ?? '');
+        if (/busy/i.test(stderr)) {
+          throw new VefsError('EBUSY', `${mountpoint} is busy: processes still use it (see fuser -vm ${mountpoint})`);
+        }
+        throw new VefsError('EIO', `cannot unmount ${mountpoint}: ${stderr.trim() || (err as Error).message}`);
+      }
+    }
     await served.bound.unmount();
     this.mounts.delete(mountpoint);
     served.fs.close();
@@ -61,7 +81,7 @@ export class MountServer {
 
   async unmountAll(): Promise<void> {
     for (const mp of [...this.mounts.keys()]) {
-      await this.unmount(mp).catch((err: Error) => this.log(`unmount ${mp} failed: ${err.message}`));
+      await this.unmount(mp, true).catch((err: Error) => this.log(`unmount ${mp} failed: ${err.message}`));
     }
   }
 
