@@ -16,6 +16,7 @@ import type { MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
 import { demo } from './demo.js';
 import { benchCommand } from './bench.js';
+import { benchCommand } from './bench.js';
 
 const USAGE = `usage: vefs <command> [options]
 
@@ -29,6 +30,8 @@ const USAGE = `usage: vefs <command> [options]
   shutdown            Unmount everything and stop the server.
   demo [--dir DIR]    Build a busybox template, mount a VE root over it, change it,
                       show the template untouched and the private tree, unmount.
+  bench [--quick] [--groups G,..] [--backends B,..] [--runs N] [--out DIR] [--dir DIR]
+                      Benchmark VE roots: VEFS against raw, overlayfs, fuse-overlayfs, unionfs-fuse.
   bench [--quick] [--groups G,..] [--backends B,..] [--runs N] [--out DIR] [--dir DIR]
                       Benchmark VE roots: VEFS against raw, overlayfs, fuse-overlayfs, unionfs-fuse.
   help                This text.
@@ -118,6 +121,8 @@ async function main(argv: string[]): Promise<void> {
       const { values } = parse(args, { dir: { type: 'string' } }, 0);
       return demo(values.dir);
     }
+    case 'bench':
+      return benchCommand(args);
     case 'bench':
       return benchCommand(args);
     case 'help':
