@@ -190,3 +190,23 @@ test('a metadata change makes a metacopy file that follows its data through a re
   t.is(await readFile(join(priv, 'moved'), 'utf8'), 'template\nx');
   t.deepEqual(native.llistxattr(join(priv, 'moved')).filter((x) => x.startsWith('trusted.overlay.')), []);
 });
+
+test('filling in a metacopy file keeps file capabilities, set-id bits and times', async (t) => {
+  const { fs, tpl, priv } = await fixture(t);
+  const file = join(tpl, 'etc/passwd');
+  // VFS_CAP_REVISION_2 with the effective flag, permitting CAP_NET_RAW.
+  const cap = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+  native.lsetxattr(file, 'security.capability', cap, 0);
+  native.fchmodat(-100, file, 0o4755, 0);
+  await fs.utimens(fs.resolve('/etc/passwd'), { sec: 1_000_000_000, nsec: 5 }, { sec: 1_000_000_001, nsec: 7 });
+  t.not(native.lgetxattr(join(priv, 'etc/passwd'), 'trusted.overlay.metacopy'), null);
+  const h = await fs.open(fs.resolve('/etc/passwd'), C.O_RDONLY);
+  await fs.release(h);
+  const w = await fs.open(fs.resolve('/etc/passwd'), C.O_WRONLY);
+  await fs.release(w);
+  const st = await lstat(join(priv, 'etc/passwd'), { bigint: true });
+  t.is(Number(st.mode & 0o7777n), 0o4755);
+  t.is(st.mtimeNs, 1_000_000_001_000_000_007n);
+  t.deepEqual(native.lgetxattr(join(priv, 'etc/passwd'), 'security.capability'), cap);
+  t.is(await readFile(join(priv, 'etc/passwd'), 'utf8'), 'root:x:0:0::/root:/bin/sh\n');
+});

@@ -29,6 +29,9 @@ import type { Union } from './union.js';
 
 const inFlight = new WeakMap<Node, Promise<void>>();
 
+/** The kernel drops file capabilities on every write; filling in a metacopy file puts them back. */
+const CAPABILITY_XATTR = 'security.capability';
+
 /**
  * What the caller is about to change: `data` (a write), `meta` (attributes
  * only), or `empty` (it truncates the file to zero: no data to copy).
@@ -82,6 +85,7 @@ async function run(u: Union, node: Node, why: CopyUpFor): Promise<void> {
 async function fillData(u: Union, node: Node, why: CopyUpFor): Promise<void> {
   const rel = node.path();
   const before = u.topStat(node);
+  const cap = u.upper.getxattr(rel, CAPABILITY_XATTR);
   const out = u.upper.open(rel, C.O_WRONLY);
   try {
     if (why === 'empty') native.ftruncate(out, 0);
@@ -95,7 +99,10 @@ async function fillData(u: Union, node: Node, why: CopyUpFor): Promise<void> {
       }
     }
     await native.fsync(out);
-    // Writing the data is no change the VE made: its times stay.
+    // Writing data strips file capabilities and may clear set-id bits, and
+    // sets the times: none of that is a change the VE made.
+    if (cap) native.fsetxattr(out, CAPABILITY_XATTR, cap, 0);
+    native.fchmodat(out, '', before.mode & 0o7777, C.AT_EMPTY_PATH);
     native.utimensat(out, '', before.atimeSec, before.atimeNsec, before.mtimeSec, before.mtimeNsec, C.AT_EMPTY_PATH);
   } finally {
     native.close(out);
