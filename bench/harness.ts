@@ -6,7 +6,7 @@
 // machine touches every backend alike. Every mount is taken down on failure
 // and on SIGINT/SIGTERM, and the VEFS server of the run is stopped.
 import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BACKENDS, type Backend, type Root } from './backends.js';
@@ -99,6 +99,7 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
   const out = resolve(opts.out ?? defaultOut(opts.quick));
   const progress = new Progress(0);
   const started = new Date();
+  const loadAtStart = loadavg();
 
   const skippedBackends = new Map<string, string>();
   const usable: Backend[] = [];
@@ -125,7 +126,8 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
   for (const t of HOST_TOOLS) if (await installed(t[0])) hostTools.push(t);
 
   const versions: Record<string, string> = {};
-  for (const b of usable) versions[b.id] = await b.version();
+  // A tool that cannot say its version may still mount; if it cannot, its mount says why.
+  for (const b of usable) versions[b.id] = await b.version().catch((e: Error) => `unknown (${e.message.split('\n')[0]})`);
 
   const scratch = mkdtempSync(join(parent, 'vefs-bench-'));
   const previousState = process.env.VEFS_STATE_DIR;
@@ -259,6 +261,7 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
       started: started.toISOString(),
       finished: finished.toISOString(),
       seconds: (finished.getTime() - started.getTime()) / 1000,
+      loadavg: { start: loadAtStart, end: loadavg() },
       sizes,
       machine,
       template: { realEntries: built.realEntries, toolchainFiles: built.toolchainFiles, tree: sizes.tree, treeEntries: built.treeEntries },

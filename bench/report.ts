@@ -49,6 +49,8 @@ export interface BenchResult {
   started: string;
   finished: string;
   seconds: number;
+  /** The host's load averages (1, 5, 15 min) when the run started and ended: other work perturbs the figures. */
+  loadavg: { start: number[]; end: number[] };
   sizes: Sizes;
   machine: Machine;
   template: { realEntries: number; toolchainFiles: number; tree: string; treeEntries: number };
@@ -186,6 +188,8 @@ export function markdown(r: BenchResult): string {
     '',
     `- Machine: ${m.os}; kernel ${m.kernel}; ${m.cpu}, ${m.cores} cores; ${gib(m.memoryBytes)} RAM`,
     `- Disk: ${m.disk}; filesystem ${m.filesystem}`,
+    `- Load average (1, 5, 15 min): ${r.loadavg.start.map((l) => l.toFixed(2)).join(', ')} at the start, `
+      + `${r.loadavg.end.map((l) => l.toFixed(2)).join(', ')} at the end (the run's own I/O counts too)`,
     `- Template: the busybox template plus the host's C toolchain packages (${r.template.toolchainFiles} files; `
       + `${r.template.realEntries} entries in this real tree), a ${figure(r.sizes.largeBytes / 2 ** 20)} MiB file, `
       + `a ${r.sizes.manyEntries.toLocaleString('en')}-entry directory. Stat and untar work on `
@@ -217,7 +221,7 @@ export function groupSvg(r: BenchResult, g: GroupResult): string {
         if (!s || ref === undefined) return null;
         const [a, z] = [cost(s.min, ref, w.better), cost(s.max, ref, w.better)];
         const value = cost(s.median, ref, w.better);
-        return { value, low: Math.min(a, z), high: Math.max(a, z), text: `${times(value)}  ${figure(s.median)} ${w.unit}` };
+        return { value, low: Math.min(a, z), high: Math.max(a, z), text: `${times(value)} · ${figure(s.median)} ${w.unit}` };
       }),
     };
   });
