@@ -68,6 +68,8 @@ export interface NativeConstants {
   UTIME_NOW: number; UTIME_OMIT: number;
   XATTR_CREATE: number; XATTR_REPLACE: number;
   FS_IMMUTABLE_FL: number; FS_APPEND_FL: number; FS_NOATIME_FL: number;
+  LOCK_SH: number; LOCK_EX: number; LOCK_NB: number; LOCK_UN: number;
+  F_RDLCK: number; F_WRLCK: number; F_UNLCK: number;
   SEEK_SET: number; SEEK_CUR: number; SEEK_END: number; SEEK_DATA: number; SEEK_HOLE: number;
   FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number; FALLOC_FL_ZERO_RANGE: number;
   MNT_DETACH: number; MNT_FORCE: number;
@@ -120,6 +122,24 @@ export interface NativeAddon {
   /** FS_IOC_GETFLAGS / FS_IOC_SETFLAGS. */
   getflags(fd: number): number;
   setflags(fd: number, flags: number): void;
+
+  /** flock(2) on a worker thread: waiting for another holder never blocks the event loop. */
+  flock(fd: number, op: number): Promise<void>;
+  /** flock(2) for ops that cannot wait: op must include LOCK_NB, or be LOCK_UN. */
+  flockSync(fd: number, op: number): void;
+  /**
+   * fcntl(F_SETLEASE). A read lease fails with EAGAIN while any other
+   * descriptor has the file open for writing; while it is held, another
+   * process's open for writing (or truncate) waits until it is released, and
+   * this process receives SIGIO (default action: terminate; install a handler).
+   */
+  setlease(fd: number, type: number): void;
+  /** fcntl(F_GETLEASE): the lease held, or while it is being broken the type it is broken to. */
+  getlease(fd: number): number;
+  /** name_to_handle_at(2): handle is the kernel's struct file_handle as one opaque Buffer. */
+  nameToHandleAt(dirfd: number, path: string, flags: number): { handle: Buffer; mountId: number };
+  /** open_by_handle_at(2) (CAP_DAC_READ_SEARCH): mountFd is any descriptor on the handle's filesystem. */
+  openByHandleAt(mountFd: number, handle: Buffer, flags: number): number;
 
   ftruncate(fd: number, length: number): void;
   fallocate(fd: number, mode: number, offset: number, length: number): void;

@@ -2,12 +2,13 @@
 // filesystem (ext4 here) and, for cross-filesystem cases, /dev/shm (tmpfs).
 // Several cases need root: whiteouts, trusted.* xattrs, chown, FS_IMMUTABLE_FL.
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { native, C, type NativeError } from '../native/index.js';
 
 const KiB = 1024;
@@ -68,6 +69,8 @@ function hasCloexec(fd: number): boolean {
   const flags = /^flags:\s+([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
   return (parseInt(flags![1]!, 8) & C.O_CLOEXEC) !== 0;
 }
+
+const execFileAsync = promisify(execFile);
 
 const fileType = (mode: number): number => mode & C.S_IFMT;
 
@@ -500,6 +503,65 @@ test('getflags/setflags: FS_IMMUTABLE_FL blocks changes until cleared', (t) => {
   t.is(native.getflags(fd), original);
   native.close(native.openat(dfd, 'f', C.O_WRONLY, 0));
   throwsErrno(t, () => native.getflags(-1), 'EBADF', 'ioctl');
+});
+
+test('flock: async waits for the holder, flockSync refuses to wait', async (t) => {
+  const dir = tempDir(t);
+  const lock = path.join(dir, 'lock');
+  const a = track(t, native.openat(C.AT_FDCWD, lock, C.O_CREAT | C.O_RDWR, 0o600));
+  const b = track(t, native.openat(C.AT_FDCWD, lock, C.O_RDWR, 0));
+  await native.flock(a, C.LOCK_EX);
+  throwsErrno(t, () => native.flockSync(b, C.LOCK_EX | C.LOCK_NB), 'EAGAIN', 'flock');
+  t.throws(() => native.flockSync(b, C.LOCK_EX), { instanceOf: TypeError });
+  let acquired = false;
+  const waiting = native.flock(b, C.LOCK_EX).then(() => { acquired = true; });
+  await new Promise((r) => setTimeout(r, 100));
+  t.false(acquired, 'the second description waits while the first holds the lock');
+  native.flockSync(a, C.LOCK_UN);
+  await waiting;
+  t.true(acquired);
+  await rejectsErrno(t, native.flock(-1, C.LOCK_EX), 'EBADF', 'flock');
+});
+
+test('setlease/getlease: a read lease is refused while a writer is open, and shows a writer waiting', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'f');
+  fs.writeFileSync(file, 'old');
+  const writer = fs.openSync(file, 'r+');
+  const fd = track(t, native.openat(C.AT_FDCWD, file, C.O_RDONLY, 0));
+  throwsErrno(t, () => native.setlease(fd, C.F_RDLCK), 'EAGAIN', 'fcntl');
+  fs.closeSync(writer);
+  native.setlease(fd, C.F_RDLCK);
+  t.is(native.getlease(fd), C.F_RDLCK);
+  // The lease breaker signals us; without a handler SIGIO would end the process.
+  const onSigio = (): void => undefined;
+  process.on('SIGIO', onSigio);
+  t.teardown(() => { process.off('SIGIO', onSigio); });
+  const child = execFileAsync('sh', ['-c', `echo new > '${file}'`]);
+  const deadline = Date.now() + 5000;
+  while (native.getlease(fd) === C.F_RDLCK && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.is(native.getlease(fd), C.F_UNLCK, 'a writer waits for the lease to go');
+  t.is(fs.readFileSync(file, 'utf8'), 'old');
+  native.setlease(fd, C.F_UNLCK);
+  await child;
+  t.is(fs.readFileSync(file, 'utf8'), 'new\n');
+});
+
+test('nameToHandleAt/openByHandleAt reach an inode after its name moved', (t) => {
+  const dir = tempDir(t);
+  fs.writeFileSync(path.join(dir, 'a'), 'x');
+  const { handle, mountId } = native.nameToHandleAt(C.AT_FDCWD, path.join(dir, 'a'), 0);
+  t.true(Buffer.isBuffer(handle) && handle.length > 8);
+  t.true(Number.isInteger(mountId));
+  const ino = fs.statSync(path.join(dir, 'a')).ino;
+  fs.renameSync(path.join(dir, 'a'), path.join(dir, 'b'));
+  const dfd = openDir(t, dir);
+  const fd = native.openByHandleAt(dfd, handle, C.O_RDONLY);
+  t.is(native.fstat(fd).ino, BigInt(ino));
+  t.throws(() => native.openByHandleAt(dfd, Buffer.alloc(3), C.O_RDONLY), { instanceOf: TypeError });
+  fs.unlinkSync(path.join(dir, 'b'));
+  native.close(fd);
+  throwsErrno(t, () => native.openByHandleAt(dfd, handle, C.O_RDONLY), 'ESTALE', 'open_by_handle_at');
 });
 
 test('ftruncate, fallocate (plain, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE)', (t) => {

@@ -48,7 +48,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCopy(exports, constants);
   InitDir(exports, constants);
   InitFlags(exports, constants);
+  InitHandle(exports, constants);
   InitIo(exports, constants);
+  InitLock(exports, constants);
   InitMount(exports, constants);
   InitNames(exports, constants);
   InitOpen(exports, constants);
