@@ -16,7 +16,7 @@ import type { MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
 import { demo } from './demo.js';
 import { benchCommand } from './bench.js';
-import { benchCommand } from './bench.js';
+import { unifyCommand } from './unify.js';
 
 const USAGE = `usage: vefs <command> [options]
 
@@ -32,8 +32,9 @@ const USAGE = `usage: vefs <command> [options]
                       show the template untouched and the private tree, unmount.
   bench [--quick] [--groups G,..] [--backends B,..] [--runs N] [--out DIR] [--dir DIR]
                       Benchmark VE roots: VEFS against raw, overlayfs, fuse-overlayfs, unionfs-fuse.
-  bench [--quick] [--groups G,..] [--backends B,..] [--runs N] [--out DIR] [--dir DIR]
-                      Benchmark VE roots: VEFS against raw, overlayfs, fuse-overlayfs, unionfs-fuse.
+  unify [--template DIR].. [--dry-run] [--json] [--quiet] [--index FILE] [--min-size BYTES]
+        [--exclude PATTERN].. [--ignore-mtime] [--revert] ROOT...
+                      Hard-link identical files across VE trees, immutable; 'vefs unify --help'.
   help                This text.
 `;
 
@@ -123,8 +124,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'bench':
       return benchCommand(args);
-    case 'bench':
-      return benchCommand(args);
+    case 'unify':
+      return unifyCommand(args);
     case 'help':
     case '--help':
     case '-h':

@@ -1,0 +1,114 @@
+// Step 3: hash the files that need it, XXH128 over the whole content, with a
+// bounded number of reads in flight (p-queue): on a cold cache parallel reads
+// keep the disk busy, and the bound keeps memory to one buffer per read.
+// Files come from the index in pages, so millions of them are never in
+// memory at once. A file is read only if it is still the version the walk
+// saw (dev, ino, size, mtime); otherwise it waits for the next run.
+import { read } from 'node:fs';
+import { promisify } from 'node:util';
+import PQueue from 'p-queue';
+import xxhash from 'xxhash-addon';
+import { native, C, type NativeError } from '../../native/index.js';
+import { beneath, child } from './bytes.js';
+import type { PendingFile, UnifyIndex } from './index.js';
+import { BENEATH, type Root } from './roots.js';
+
+const readAsync = promisify(read);
+const SEED = Buffer.alloc(4);
+const CHUNK = 1 << 20;
+const PAGE = 512;
+
+export const newHasher = (): InstanceType<typeof xxhash.XXHash128> => new xxhash.XXHash128(SEED);
+
+export interface HashCounts {
+  files: number;
+  bytes: number;
+  /** Changed or gone since the walk; left for the next run. */
+  stale: number;
+}
+
+/** Opens a file below its ROOT for reading, without following symlinks or touching its atime. */
+export function openBeneath(root: Root, rel: string, name: string): number {
+  return native.openat2(root.fd, beneath(child(rel, name)),
+    C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME | C.O_NONBLOCK, 0, BENEATH);
+}
+
+async function hashFd(fd: number, size: number, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
+  const h = newHasher();
+  let pos = 0;
+  while (pos < size) {
+    const { bytesRead } = await readAsync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+    if (bytesRead === 0) return null;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+    counts.bytes += bytesRead;
+  }
+  return h.digest();
+}
+
+async function hashOne(f: PendingFile, root: Root, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
+  let fd: number;
+  try {
+    fd = openBeneath(root, f.rel, f.name);
+  } catch (err) {
+    if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV', 'EAGAIN'].includes((err as NativeError).code)) return null;
+    throw err;
+  }
+  try {
+    const st = native.fstat(fd);
+    if (st.dev !== f.dev || st.ino !== f.ino || st.size !== f.size || st.mtimeSec !== f.mtimeSec || st.mtimeNsec !== f.mtimeNsec) return null;
+    const hash = await hashFd(fd, f.size, buf, counts);
+    // A write during the read shows in mtime; such a hash describes no version of the file.
+    const after = native.fstat(fd);
+    if (hash === null || after.mtimeSec !== f.mtimeSec || after.mtimeNsec !== f.mtimeNsec || after.size !== f.size) return null;
+    return hash;
+  } finally {
+    native.close(fd);
+  }
+}
+
+/** Hashes every pending file of the run; onProgress is called as bytes are read. */
+export async function hashPending(index: UnifyIndex, rootsById: Map<number, Root>, concurrency: number,
+  counts: HashCounts): Promise<void> {
+  const queue = new PQueue({ concurrency });
+  const buffers: Buffer[] = [];
+  let failure: unknown;
+  let done: { f: PendingFile; hash: Buffer }[] = [];
+  const flush = (): void => {
+    const batch = done;
+    done = [];
+    index.db.transaction(() => { for (const d of batch) index.setHash(d.f, d.hash); })();
+  };
+  let after = 0;
+  for (;;) {
+    const page = index.pending(after, PAGE);
+    if (page.length === 0) break;
+    after = page[page.length - 1]!.id;
+    const seen = new Set<string>();
+    for (const f of page) {
+      // Another name of an inode already read in this page gets its hash with it.
+      const inode = `${f.dev}:${f.ino}`;
+      if (seen.has(inode)) continue;
+      seen.add(inode);
+      void queue.add(async () => {
+        const buf = buffers.pop() ?? Buffer.allocUnsafe(CHUNK);
+        try {
+          const hash = await hashOne(f, rootsById.get(f.root)!, buf, counts);
+          if (hash === null) counts.stale++;
+          else {
+            counts.files++;
+            done.push({ f, hash });
+          }
+        } catch (err) {
+          failure ??= err;
+        } finally {
+          buffers.push(buf);
+        }
+      });
+      if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
+    }
+    await queue.onIdle();
+    if (failure !== undefined) throw failure;
+    flush();
+  }
+}

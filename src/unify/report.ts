@@ -1,0 +1,63 @@
+// Step 7: what a run did, as one summary line for people and cron mail, or
+// as JSON for scripts (`--json`).
+import { shown } from './bytes.js';
+import type { SkipReason } from './link.js';
+import type { RevertCounts } from './revert.js';
+import type { SectionStats } from './section.js';
+
+export interface UnifyReport {
+  mode: 'unify' | 'revert';
+  dryRun: boolean;
+  /** As given (UTF-8 for display); templates are listed in `templates` too. */
+  roots: string[];
+  templates: string[];
+  dirsScanned: number;
+  filesScanned: number;
+  /** Sum of the sizes of the files scanned: what a tool without an index would read. */
+  bytesScanned: number;
+  filesHashed: number;
+  /** Content actually read: hashing plus byte-for-byte comparison. */
+  bytesRead: number;
+  /** Sets of two or more names that may share an inode. */
+  groups: number;
+  /** Names that already shared their group's inode: counted, not touched. */
+  alreadyLinked: number;
+  /** Names replaced by a link (in a dry run: that would be). */
+  linksMade: number;
+  inodesReclaimed: number;
+  bytesReclaimed: number;
+  skipped: Partial<Record<SkipReason, number>>;
+  /** Temporary names of interrupted runs, removed. */
+  leftoversRemoved: number;
+  reverted: RevertCounts | null;
+  section: SectionStats & { windowMeanMs: number };
+  seconds: number;
+  peakRssBytes: number;
+}
+
+const GB = 1e9;
+const MB = 1e6;
+
+export function bytes(n: number): string {
+  if (n >= GB) return `${(n / GB).toFixed(2)} GB`;
+  if (n >= MB) return `${(n / MB).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}
+
+export function summaryLine(r: UnifyReport): string {
+  const would = r.dryRun ? 'would be ' : '';
+  const time = `${r.seconds.toFixed(2)} s`;
+  if (r.mode === 'revert') {
+    const v = r.reverted!;
+    return `vefs unify --revert${r.dryRun ? ' (dry run)' : ''}: ${r.filesScanned} files scanned, ${v.paths} paths ${would}given their own copy `
+      + `(${v.inodes} unified inodes, ${bytes(v.bytesCopied)} ${would}copied), ${time}`;
+  }
+  const skipped = Object.values(r.skipped).reduce((a, b) => a + (b ?? 0), 0);
+  return `vefs unify${r.dryRun ? ' (dry run)' : ''}: ${r.filesScanned} files scanned, ${bytes(r.bytesRead)} read, `
+    + `${r.groups} groups, ${r.linksMade} links ${r.dryRun ? 'to make' : 'made'}, ${r.alreadyLinked} already linked, `
+    + `${r.inodesReclaimed} inodes and ${bytes(r.bytesReclaimed)} ${would}reclaimed`
+    + `${skipped > 0 ? `, ${skipped} skipped` : ''}, ${time}`;
+}
+
+export const displayRoots = (paths: string[]): string[] => paths.map(shown);

@@ -1,0 +1,244 @@
+// `vefs unify` as one pipeline: lock, repair, walk (scan.ts) into the index
+// (index.ts), hash what is new (hash.ts), group and plan (index.ts,
+// plan.ts), verify and link (link.ts), report (report.ts). --revert walks
+// and undoes instead (revert.ts). A dry run does all the reading and
+// deciding, changes no file, and leaves the index as it was.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import PQueue from 'p-queue';
+import { native, C, type NativeError } from '../../native/index.js';
+import { stateDir } from '../vefs/state.js';
+import { beneath, child, shown } from './bytes.js';
+import { UnifyError } from './errors.js';
+import { DEFAULT_EXCLUDES, excluder } from './exclude.js';
+import { hashPending, type HashCounts } from './hash.js';
+import { UnifyIndex } from './index.js';
+import { linkInto, type LinkContext, type LinkCounts } from './link.js';
+import { takeJobLock } from './lock.js';
+import { planGroup } from './plan.js';
+import { Progress, type ProgressState } from './progress.js';
+import { bytes, type UnifyReport } from './report.js';
+import { collectShared, revertShared, type RevertCounts } from './revert.js';
+import { closeRoots, openRoots, BENEATH, type Root } from './roots.js';
+import { scanRoot, type DirVisit, type Leftover, type ScanCounts } from './scan.js';
+import { repairJournal, sectionStats, withMutableFds } from './section.js';
+import { pathXattrs } from './xattrs.js';
+
+export interface UnifyOptions {
+  /** ROOTs and templates as byte strings (native/index.ts toBytes). */
+  roots: string[];
+  templates: string[];
+  dryRun?: boolean;
+  /** Default: $VEFS_STATE_DIR/unify.db. */
+  index?: string;
+  minSize?: number;
+  /** Added to DEFAULT_EXCLUDES unless defaultExcludes is false. */
+  exclude?: string[];
+  defaultExcludes?: boolean;
+  ignoreMtime?: boolean;
+  revert?: boolean;
+  /** Links per inode to plan for; default the filesystem's limit (ext4: 65,000). */
+  linkMax?: number;
+  /** Reads in flight while hashing and comparing. */
+  concurrency?: number;
+  /** Where to draw a progress line (a terminal), if anywhere. */
+  progress?: NodeJS.WriteStream;
+}
+
+export const defaultIndexPath = (): string => join(stateDir(), 'unify.db');
+
+// Link limits by statfs f_type; EMLINK is handled anyway, this only keeps
+// the plan (and so a rerun) from running into it.
+const LINK_MAX = new Map<number, number>([
+  [0xef53, 65_000],        // ext2/3/4 (ext2/3 stop at 32,000: EMLINK then picks a new master)
+  [0x9123683e, 65_535],    // btrfs
+  [0x58465342, 2 ** 31 - 1], // xfs
+  [0x01021994, 2 ** 31 - 1], // tmpfs
+]);
+
+const LEFTOVER = /^\.vefs-unify\.([0-9a-f]{16})\.\d+$/;
+
+function openIndex(file: string, dryRun: boolean): UnifyIndex {
+  // A dry run works in one transaction that is rolled back; without an index yet it works in memory.
+  if (dryRun && !existsSync(file)) return new UnifyIndex(':memory:');
+  mkdirSync(dirname(file), { recursive: true });
+  const index = new UnifyIndex(file);
+  if (dryRun) index.db.exec('BEGIN');
+  return index;
+}
+
+async function removeLeftovers(leftovers: Leftover[], dryRun: boolean): Promise<number> {
+  if (dryRun) return 0;
+  let removed = 0;
+  for (const l of leftovers) {
+    const dirfd = native.openat2(l.root.fd, beneath(l.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
+    try {
+      const fd = native.openat(dirfd, l.name, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK, 0);
+      try {
+        // It may be a second name of a unified inode: removing it is a change to the inode's names.
+        await withMutableFds([{ fd, path: l.root.path + child(l.rel, l.name) }], () => native.unlinkat(dirfd, l.name, 0));
+        removed++;
+      } finally {
+        native.close(fd);
+      }
+    } catch (err) {
+      if ((err as NativeError).code !== 'ENOENT') throw err;
+    } finally {
+      native.close(dirfd);
+    }
+  }
+  return removed;
+}
+
+export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
+  const started = performance.now();
+  const dryRun = opts.dryRun ?? false;
+  const minSize = opts.minSize ?? 1;
+  if (!Number.isSafeInteger(minSize) || minSize < 1) throw new UnifyError('EINVAL', `--min-size must be a whole number of bytes, at least 1`);
+  if (opts.linkMax !== undefined && (!Number.isSafeInteger(opts.linkMax) || opts.linkMax < 2)) {
+    throw new UnifyError('EINVAL', '--link-max must be a whole number, at least 2');
+  }
+  const roots = openRoots(opts.roots, opts.templates);
+  let releaseJob: (() => void) | null = null;
+  let index: UnifyIndex | null = null;
+  let progress: Progress | null = null;
+  const ignoreSigio = (): void => undefined;
+  try {
+    releaseJob = takeJobLock();
+    repairJournal();
+    index = openIndex(opts.index ?? defaultIndexPath(), dryRun);
+    const idx = index;
+    idx.beginRun(roots);
+    const rootsById = new Map<number, Root>(roots.map((r) => [idx.rootId(r), r]));
+    const runId = randomBytes(8).toString('hex');
+    idx.startRun(runId);
+    const unfinished = idx.unfinishedRuns(runId);
+    let temps = 0;
+    const tempName = (): string => `.vefs-unify.${runId}.${++temps}`;
+    // Leases signal their holder when a writer wants the file; we poll instead (link.ts).
+    process.on('SIGIO', ignoreSigio);
+
+    const scanned: ScanCounts = { dirs: 0, files: 0, bytes: 0 };
+    const hashed: HashCounts = { files: 0, bytes: 0, stale: 0 };
+    const linked: LinkCounts = { linksMade: 0, inodesReclaimed: 0, bytesReclaimed: 0, bytesRead: 0, skipped: {} };
+    const reverted: RevertCounts = { inodes: 0, paths: 0, bytesCopied: 0 };
+    const state: ProgressState = { phase: 'scanning', done: 0, total: null, detail: '' };
+    let groupsDone = 0;
+    let pendingBytes = 0;
+    let groupsToLink = 0;
+    if (opts.progress) {
+      progress = new Progress(opts.progress, () => {
+        if (state.phase === 'scanning') state.detail = `${scanned.files} files in ${scanned.dirs} directories`;
+        if (state.phase === 'hashing') Object.assign(state, { done: hashed.bytes, total: pendingBytes, detail: `${hashed.files} files, ${bytes(hashed.bytes)}` });
+        if (state.phase === 'linking') Object.assign(state, { done: groupsDone, total: groupsToLink, detail: `${groupsDone}/${groupsToLink} groups, ${linked.linksMade} links` });
+        if (state.phase === 'reverting') state.detail = `${reverted.paths} paths`;
+        return state;
+      });
+      progress.start();
+    }
+
+    const leftovers: Leftover[] = [];
+    const isLeftover = (name: string): boolean => {
+      const m = LEFTOVER.exec(name);
+      return m !== null && unfinished.has(m[1]!);
+    };
+    const revertVisit = opts.revert ? collectShared(idx) : null;
+    let dirsInBatch = 0;
+    const visit = (v: DirVisit): void => {
+      if (dirsInBatch++ === 0) idx.batch();
+      if (revertVisit) revertVisit(v);
+      else idx.syncDir(v, (name) => pathXattrs(`/proc/self/fd/${v.fd}/${name}`));
+      if (dirsInBatch === 256) {
+        idx.commit();
+        dirsInBatch = 0;
+      }
+    };
+    const exclude = excluder(opts.revert ? [] : [...(opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(opts.exclude ?? [])]);
+    try {
+      for (const root of roots) await scanRoot(root, { exclude, minSize, isLeftover }, visit, scanned, leftovers);
+    } finally {
+      idx.commit();
+    }
+    const leftoversRemoved = await removeLeftovers(leftovers, dryRun);
+
+    let groups = { groups: 0, alreadyLinked: 0 };
+    if (opts.revert) {
+      state.phase = 'reverting';
+      await revertShared(idx, rootsById, dryRun, tempName, reverted);
+    } else {
+      idx.pruneUnseen();
+      state.phase = 'hashing';
+      if (opts.progress) pendingBytes = idx.pendingBytes();
+      const concurrency = opts.concurrency ?? 8;
+      await hashPending(idx, rootsById, concurrency, hashed);
+      groups = idx.buildGroups(opts.ignoreMtime ?? false);
+      groupsToLink = idx.groupsToLinkCount();
+      state.phase = 'linking';
+      const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false }, counts: linked, tempName };
+      await linkGroups(ctx, roots, opts.linkMax, Math.max(1, Math.floor(concurrency / 2)), () => groupsDone++);
+    }
+    idx.finishRun(runId);
+    const s = sectionStats();
+    return {
+      mode: opts.revert ? 'revert' : 'unify',
+      dryRun,
+      roots: roots.map((r) => shown(r.path)),
+      templates: roots.filter((r) => r.template).map((r) => shown(r.path)),
+      dirsScanned: scanned.dirs,
+      filesScanned: scanned.files,
+      bytesScanned: scanned.bytes,
+      filesHashed: hashed.files,
+      bytesRead: hashed.bytes + linked.bytesRead,
+      groups: groups.groups,
+      alreadyLinked: groups.alreadyLinked,
+      linksMade: linked.linksMade,
+      inodesReclaimed: linked.inodesReclaimed,
+      bytesReclaimed: linked.bytesReclaimed,
+      skipped: linked.skipped,
+      leftoversRemoved,
+      reverted: opts.revert ? reverted : null,
+      section: { ...s, windowMeanMs: s.sections > 0 ? s.windowTotalMs / s.sections : 0 },
+      seconds: (performance.now() - started) / 1000,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
+  } finally {
+    progress?.stop();
+    process.off('SIGIO', ignoreSigio);
+    if (index !== null) {
+      if (dryRun && index.db.inTransaction) index.db.exec('ROLLBACK');
+      index.close();
+    }
+    releaseJob?.();
+    closeRoots(roots);
+  }
+}
+
+async function linkGroups(ctx: LinkContext, roots: Root[], linkMaxOption: number | undefined, concurrency: number,
+  onGroup: () => void): Promise<void> {
+  const linkMax = new Map<bigint, number>();
+  for (const r of roots) linkMax.set(r.dev, linkMaxOption ?? LINK_MAX.get(native.fstatfs(r.fd).type) ?? 65_000);
+  const queue = new PQueue({ concurrency });
+  let failure: unknown;
+  for (let after = 0; ;) {
+    const page = ctx.index.groupsToLink(after, 256);
+    if (page.length === 0) break;
+    after = page[page.length - 1]!.rowid;
+    for (const g of page) {
+      void queue.add(async () => {
+        try {
+          const plan = planGroup(ctx.index.members(g), linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
+          if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
+          for (const l of plan.links) await linkInto(ctx, g, l.master, l.targets);
+        } catch (err) {
+          failure ??= err;
+        } finally {
+          onGroup();
+        }
+      });
+      if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
+    }
+    await queue.onIdle();
+    if (failure !== undefined) throw failure;
+  }
+}
