@@ -8,9 +8,10 @@
 //     then owner, then mode (chown clears set-id bits), then xattrs (writing
 //     data or changing the owner clears security.capability), then times
 //     last (every step before changes them);
-//  3. publish it with one rename that refuses to replace anything, and put
-//     back the parent's times: a copy-up is no change the VE made to the
-//     parent directory (overlayfs restores them too).
+//  3. publish it with one rename that refuses to replace anything.
+//
+// The same staged path breaks the link of a unified file (unified.ts) before
+// a VE changes it.
 //
 // A change of metadata only (chmod, chown, utimens, xattrs) of a regular file
 // makes a metacopy file instead (format.ts): the same staged build without
@@ -26,6 +27,8 @@ import { METACOPY_XATTR, REDIRECT_XATTR, isPrivateXattr } from './format.js';
 import type { Layer } from './layers.js';
 import type { Node } from './node.js';
 import type { Union } from './union.js';
+import { unifiedFd } from './unified.js';
+import { withMutableFds } from '../unify/section.js';
 
 const inFlight = new WeakMap<Node, Promise<void>>();
 
@@ -34,9 +37,10 @@ const CAPABILITY_XATTR = 'security.capability';
 
 /**
  * What the caller is about to change: `data` (a write), `meta` (attributes
- * only), or `empty` (it truncates the file to zero: no data to copy).
+ * only), `empty` (it truncates the file to zero: no data to copy), or `name`
+ * (only its name: a rename, which a unified file survives unbroken).
  */
-export type CopyUpFor = 'data' | 'meta' | 'empty';
+export type CopyUpFor = 'data' | 'meta' | 'empty' | 'name';
 
 export async function copyUp(u: Union, node: Node, why: CopyUpFor = 'data'): Promise<void> {
   for (;;) {
@@ -45,29 +49,35 @@ export async function copyUp(u: Union, node: Node, why: CopyUpFor = 'data'): Pro
       await running;
       continue;
     }
-    if (node.upper && (!node.metacopy || why === 'meta')) return;
-    const p = (node.upper ? fillData(u, node, why) : run(u, node, why)).finally(() => inFlight.delete(node));
+    const step = nextStep(u, node, why);
+    if (!step) return;
+    const p = step().finally(() => inFlight.delete(node));
     inFlight.set(node, p);
     return p;
   }
+}
+
+/** What stands between node and a private object the caller may change, if anything. */
+function nextStep(u: Union, node: Node, why: CopyUpFor): (() => Promise<void>) | null {
+  if (!node.upper) return () => run(u, node, why);
+  if (why === 'name') return null;
+  if (node.metacopy && why !== 'meta') return () => fillData(u, node, why);
+  if (node.type !== C.S_IFREG) return null;
+  const shared = unifiedFd(u, node.path());
+  return shared === null ? null : () => breakLink(u, node, shared);
 }
 
 async function run(u: Union, node: Node, why: CopyUpFor): Promise<void> {
   if (node.parent) await copyUp(u, node.parent, 'meta');
   const src = u.lowers[node.lowers[0]];
   const origin = u.topStat(node);
-  const metacopy = why === 'meta' && (origin.mode & C.S_IFMT) === C.S_IFREG && origin.size > 0;
+  const metacopy = (why === 'meta' || why === 'name') && (origin.mode & C.S_IFMT) === C.S_IFREG && origin.size > 0;
   const tmp = u.work.tempName();
   try {
     await build(src, node.lowerPath, origin, u.work.fd, tmp, metacopy ? 'size' : why === 'empty' ? 'none' : 'all');
     if (metacopy) native.lsetxattr(`/proc/self/fd/${u.work.fd}/${tmp}`, METACOPY_XATTR, Buffer.alloc(0), 0);
     copyMetadata(src, node.lowerPath, origin, u.work.fd, tmp);
-    const parentRel = node.parent!.path();
-    const parentSt = u.upper.stat(parentRel)!;
-    u.upper.at(node.path(), (dirfd, name) =>
-      native.renameat2(u.work.fd, tmp, dirfd, name, C.RENAME_NOREPLACE));
-    u.upper.at(parentRel, (dirfd, name) => native.utimensat(dirfd, name, parentSt.atimeSec, parentSt.atimeNsec,
-      parentSt.mtimeSec, parentSt.mtimeNsec, C.AT_SYMLINK_NOFOLLOW));
+    publish(u, node, tmp, C.RENAME_NOREPLACE);
   } catch (err) {
     u.work.remove(tmp);
     throw err;
@@ -79,6 +89,47 @@ async function run(u: Union, node: Node, why: CopyUpFor): Promise<void> {
   // Directories keep their template number; a file gets the copy's unless remapped.
   if (node.type !== C.S_IFDIR) node.ino = u.inodes.of(copy);
   if (node.type !== C.S_IFDIR && !metacopy) node.lowers = [];
+}
+
+/**
+ * Publishes staged work/tmp as node's private object, and puts back the
+ * parent's times: bringing an object up is no change the VE made to the
+ * parent directory (overlayfs restores them too).
+ */
+function publish(u: Union, node: Node, tmp: string, flags: number): void {
+  const parentRel = node.parent!.path();
+  const parentSt = u.upper.stat(parentRel)!;
+  u.upper.at(node.path(), (dirfd, name) => native.renameat2(u.work.fd, tmp, dirfd, name, flags));
+  u.upper.at(parentRel, (dirfd, name) => native.utimensat(dirfd, name, parentSt.atimeSec, parentSt.atimeNsec,
+    parentSt.mtimeSec, parentSt.mtimeNsec, C.AT_SYMLINK_NOFOLLOW));
+}
+
+/**
+ * Copy-on-write of a unified file (unified.ts): the VE's own copy, built
+ * like any copy-up from the shared inode, replaces its name inside the
+ * mutable section. The other names keep the shared inode and its flag.
+ */
+async function breakLink(u: Union, node: Node, shared: number): Promise<void> {
+  const rel = node.path();
+  const tmp = u.work.tempName();
+  try {
+    const st = native.fstat(shared);
+    const out = native.openat(u.work.fd, tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, 0o600);
+    try {
+      await native.copyData(shared, out);
+      await native.fsync(out);
+    } finally {
+      native.close(out);
+    }
+    copyMetadata(u.upper, rel, st, u.work.fd, tmp);
+    await withMutableFds([{ fd: shared, path: `${u.upper.path}/${rel}` }], () => publish(u, node, tmp, 0));
+    node.ino = u.inodes.of(u.topStat(node));
+  } catch (err) {
+    u.work.remove(tmp);
+    throw err;
+  } finally {
+    native.close(shared);
+  }
 }
 
 /** Gives a metacopy file its data (or none, when the caller truncates it), then drops the mark. */

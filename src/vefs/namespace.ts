@@ -19,6 +19,7 @@ import { isEmptyDir } from './readdir.js';
 import type { Caller } from './types.js';
 import type { Union } from './union.js';
 import { makeWhiteout, removeName } from './whiteout.js';
+import { changingNames } from './unified.js';
 
 const S_ISGID = 0o2000;
 
@@ -125,7 +126,7 @@ export async function unlink(u: Union, parent: Node, name: string): Promise<void
   const node = u.lookup(parent, name);
   if (node.type === C.S_IFDIR) throw fsError('EISDIR');
   await copyUp(u, parent, 'meta');
-  removeName(u, parent, name, node);
+  await removeName(u, parent, name, node);
 }
 
 export async function rmdir(u: Union, parent: Node, name: string): Promise<void> {
@@ -133,7 +134,7 @@ export async function rmdir(u: Union, parent: Node, name: string): Promise<void>
   if (node.type !== C.S_IFDIR) throw fsError('ENOTDIR');
   if (!isEmptyDir(u, node)) throw fsError('ENOTEMPTY');
   await copyUp(u, parent, 'meta');
-  removeName(u, parent, name, node);
+  await removeName(u, parent, name, node);
 }
 
 function isAncestor(a: Node, b: Node): boolean {
@@ -156,8 +157,10 @@ function markMoved(u: Union, node: Node, newParent: Node, newName: string): void
   else if (u.lowerHas(newParent, newName)) xattr(OPAQUE_XATTR, OPAQUE_VALUE);
 }
 
-function renameUpper(u: Union, oldRel: string, newRel: string, flags: number): void {
-  u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, flags)));
+/** A rename inside the private layer; either name may be a unified file's (unified.ts). */
+function renameUpper(u: Union, oldRel: string, newRel: string, flags: number): Promise<void> {
+  return changingNames(u, [oldRel, newRel], () =>
+    u.upper.at(oldRel, (od, on) => u.upper.at(newRel, (nd, nn) => native.renameat2(od, on, nd, nn, flags))));
 }
 
 export async function rename(u: Union, oldParent: Node, oldName: string, newParent: Node, newName: string,
@@ -181,7 +184,7 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
     if (dst.type === C.S_IFDIR && !isEmptyDir(u, dst)) throw fsError('ENOTEMPTY');
   }
   await copyUp(u, newParent, 'meta');
-  await copyUp(u, src, 'meta');
+  await copyUp(u, src, 'name');
   const oldRel = join(oldParent.path(), oldName);
   const newRel = join(newParent.path(), newName);
   const whiteoutOld = u.lowerHas(oldParent, oldName);
@@ -200,10 +203,10 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
   const replaced = dst && dst.upper && dst.type !== C.S_IFDIR ? u.topStat(dst) : null;
   if (src.type === C.S_IFDIR && under && isWhiteout(under)) {
     // A directory cannot rename over a device node: exchange, leaving the whiteout at the old name.
-    renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
+    await renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
     if (!whiteoutOld) u.upper.at(oldRel, (d, n) => native.unlinkat(d, n, 0));
   } else {
-    renameUpper(u, oldRel, newRel, whiteoutOld ? C.RENAME_WHITEOUT : 0);
+    await renameUpper(u, oldRel, newRel, whiteoutOld ? C.RENAME_WHITEOUT : 0);
   }
   if (replaced) u.inodes.released(replaced);
   for (const tmp of staged) u.work.remove(tmp);
@@ -213,13 +216,13 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
 
 async function exchange(u: Union, oldParent: Node, oldName: string, a: Node, newParent: Node, newName: string,
   b: Node): Promise<void> {
-  await copyUp(u, a, 'meta');
-  await copyUp(u, b, 'meta');
+  await copyUp(u, a, 'name');
+  await copyUp(u, b, 'name');
   markMoved(u, a, newParent, newName);
   markMoved(u, b, oldParent, oldName);
   const oldRel = join(oldParent.path(), oldName);
   const newRel = join(newParent.path(), newName);
-  renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
+  await renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
   oldParent.forget(oldName);
   newParent.forget(newName);
 }

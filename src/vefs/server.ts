@@ -8,6 +8,7 @@ import { VefsFs } from './fs.js';
 import { checkMount, type MountRequest } from './config.js';
 import { mountFuseNative, type BoundMount } from './binding/fuse-native.js';
 import { VefsError } from './vefs-error.js';
+import { repairJournal } from '../unify/section.js';
 import type { MountConfig } from './types.js';
 import type { Status } from './control.js';
 
@@ -26,7 +27,10 @@ export class MountServer {
   private readonly mounts = new Map<string, Served>();
   private readonly pending = new Set<string>();
 
-  constructor(private readonly log: (message: string) => void) {}
+  constructor(private readonly log: (message: string) => void) {
+    // A server that died inside a mutable section (unified.ts) left a unified inode writable.
+    repairJournal();
+  }
 
   async mount(req: MountRequest): Promise<MountConfig> {
     const config = await checkMount(req);
