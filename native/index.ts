@@ -154,6 +154,12 @@ export interface NativeAddon {
    */
   copyData(srcFd: number, destFd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
+  /**
+   * Compares the first `size` bytes of two open files with pread on a worker
+   * thread. outcome: 0 equal, 1 different, 2 a file ended early, 3 (only
+   * with checkLeases) a read lease on either is being broken: a writer waits.
+   */
+  compareFiles(a: number, b: number, size: number, checkLeases: boolean): Promise<{ outcome: 0 | 1 | 2 | 3; bytesRead: number }>;
 
   umount2(target: string, flags: number): void;
   /**

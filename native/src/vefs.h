@@ -72,6 +72,7 @@ inline void SetFunction(Napi::Object exports, const char* name, Napi::Function::
 }
 
 void InitAttr(Napi::Object exports, Napi::Object constants);
+void InitCompare(Napi::Object exports, Napi::Object constants);
 void InitCopy(Napi::Object exports, Napi::Object constants);
 void InitDir(Napi::Object exports, Napi::Object constants);
 void InitFlags(Napi::Object exports, Napi::Object constants);

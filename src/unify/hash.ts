@@ -4,18 +4,15 @@
 // Files come from the index in pages, so millions of them are never in
 // memory at once. A file is read only if it is still the version the walk
 // saw (dev, ino, size, mtime); otherwise it waits for the next run.
-import { read } from 'node:fs';
-import { promisify } from 'node:util';
 import PQueue from 'p-queue';
 import xxhash from 'xxhash-addon';
 import { native, C, type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
+import { CHUNK, giveBuffer, readAt, SYNC_MAX, takeBuffer } from './io.js';
 import type { PendingFile, UnifyIndex } from './index.js';
 import { BENEATH, type Root } from './roots.js';
 
-const readAsync = promisify(read);
 const SEED = Buffer.alloc(4);
-const CHUNK = 1 << 20;
 const PAGE = 512;
 
 export const newHasher = (): InstanceType<typeof xxhash.XXHash128> => new xxhash.XXHash128(SEED);
@@ -37,7 +34,7 @@ async function hashFd(fd: number, size: number, buf: Buffer, counts: HashCounts)
   const h = newHasher();
   let pos = 0;
   while (pos < size) {
-    const { bytesRead } = await readAsync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+    const bytesRead = await readAt(fd, buf, Math.min(CHUNK, size - pos), pos);
     if (bytesRead === 0) return null;
     h.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
@@ -71,7 +68,6 @@ async function hashOne(f: PendingFile, root: Root, buf: Buffer, counts: HashCoun
 export async function hashPending(index: UnifyIndex, rootsById: Map<number, Root>, concurrency: number,
   counts: HashCounts): Promise<void> {
   const queue = new PQueue({ concurrency });
-  const buffers: Buffer[] = [];
   let failure: unknown;
   let done: { f: PendingFile; hash: Buffer }[] = [];
   const flush = (): void => {
@@ -90,8 +86,8 @@ export async function hashPending(index: UnifyIndex, rootsById: Map<number, Root
       const inode = `${f.dev}:${f.ino}`;
       if (seen.has(inode)) continue;
       seen.add(inode);
-      void queue.add(async () => {
-        const buf = buffers.pop() ?? Buffer.allocUnsafe(CHUNK);
+      const task = async (): Promise<void> => {
+        const buf = takeBuffer();
         try {
           const hash = await hashOne(f, rootsById.get(f.root)!, buf, counts);
           if (hash === null) counts.stale++;
@@ -102,9 +98,12 @@ export async function hashPending(index: UnifyIndex, rootsById: Map<number, Root
         } catch (err) {
           failure ??= err;
         } finally {
-          buffers.push(buf);
+          giveBuffer(buf);
         }
-      });
+      };
+      // A small file is read synchronously anyway: no queue, no promise in between.
+      if (f.size <= SYNC_MAX) await task();
+      else void queue.add(task);
       if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
     }
     await queue.onIdle();

@@ -33,10 +33,12 @@ CREATE TABLE IF NOT EXISTS files(id INTEGER PRIMARY KEY, dir INTEGER NOT NULL, n
   dev INTEGER NOT NULL, ino INTEGER NOT NULL, nlink INTEGER NOT NULL, size INTEGER NOT NULL,
   mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
   mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_s INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
-  kind INTEGER NOT NULL, xattrs BLOB NOT NULL, hash BLOB, UNIQUE(dir, name));
+  kind INTEGER NOT NULL, xattrs BLOB NOT NULL, hash BLOB,
+  -- The fields above as two strings, so that a rerun compares each file with one string comparison:
+  -- content (dev:ino:size:mtime, what the hash depends on) and meta (ctime:nlink; a mode or owner change moves ctime).
+  content TEXT NOT NULL, meta TEXT NOT NULL, UNIQUE(dir, name));
 CREATE INDEX IF NOT EXISTS files_inode ON files(dev, ino);
 CREATE INDEX IF NOT EXISTS files_size ON files(dev, size);
-CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
 CREATE INDEX IF NOT EXISTS files_unhashed ON files(id) WHERE hash IS NULL;
 -- A path that unify replaced by a link, with the times it had: --revert gives
 -- them back (they differ from the kept inode's under --ignore-mtime).
@@ -58,9 +60,14 @@ const i64 = (v: bigint): bigint => BigInt.asIntN(64, v);
 const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, BigInt(v));
 
 interface StoredFile {
-  id: bigint; name: string; dev: bigint; ino: bigint; nlink: bigint; size: bigint; mode: bigint; uid: bigint; gid: bigint;
-  mtime_s: bigint; mtime_ns: bigint; ctime_s: bigint; ctime_ns: bigint;
+  id: number;
+  name: string;
+  content: string;
+  meta: string;
 }
+
+const contentStamp = (st: NativeStat): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeSec}.${st.mtimeNsec}`;
+const metaStamp = (st: NativeStat): string => `${st.ctimeSec}.${st.ctimeNsec}:${st.nlink}`;
 
 export interface PendingFile {
   id: number; root: number; rel: string; name: string;
@@ -100,23 +107,23 @@ export class UnifyIndex {
       dir: db.prepare(`SELECT id, seen FROM dirs WHERE root = ? AND rel = ?`),
       addDir: db.prepare(`INSERT INTO dirs(root, rel, seen) VALUES (?, ?, ?)`),
       seeDir: db.prepare(`UPDATE dirs SET seen = ? WHERE id = ?`),
-      files: db.prepare(`SELECT id, name, dev, ino, nlink, size, mode, uid, gid, mtime_s, mtime_ns, ctime_s, ctime_ns
-        FROM files WHERE dir = ?`).safeIntegers(true),
-      add: db.prepare(`INSERT INTO files(dir, name, dev, ino, nlink, size, mode, uid, gid, mtime_s, mtime_ns, ctime_s, ctime_ns, kind, xattrs)
-        VALUES (@dir, @name, @dev, @ino, @nlink, @size, @mode, @uid, @gid, @mtime_s, @mtime_ns, @ctime_s, @ctime_ns, @kind, @xattrs)`),
+      files: db.prepare(`SELECT id, name, content, meta FROM files WHERE dir = ?`),
+      add: db.prepare(`INSERT INTO files(dir, name, dev, ino, nlink, size, mode, uid, gid, mtime_s, mtime_ns, ctime_s, ctime_ns, kind, xattrs, content, meta)
+        VALUES (@dir, @name, @dev, @ino, @nlink, @size, @mode, @uid, @gid, @mtime_s, @mtime_ns, @ctime_s, @ctime_ns, @kind, @xattrs, @content, @meta)`),
       replace: db.prepare(`UPDATE files SET dev = @dev, ino = @ino, nlink = @nlink, size = @size, mode = @mode, uid = @uid,
         gid = @gid, mtime_s = @mtime_s, mtime_ns = @mtime_ns, ctime_s = @ctime_s, ctime_ns = @ctime_ns, kind = @kind,
-        xattrs = @xattrs, hash = NULL WHERE id = @id`),
+        xattrs = @xattrs, content = @content, meta = @meta, hash = NULL WHERE id = @id`),
       touch: db.prepare(`UPDATE files SET nlink = @nlink, mode = @mode, uid = @uid, gid = @gid, ctime_s = @ctime_s,
-        ctime_ns = @ctime_ns, kind = @kind, xattrs = @xattrs WHERE id = @id`),
-      touchKeepXattrs: db.prepare(`UPDATE files SET nlink = @nlink WHERE id = @id`),
+        ctime_ns = @ctime_ns, kind = @kind, xattrs = @xattrs, meta = @meta WHERE id = @id`),
       drop: db.prepare(`DELETE FROM files WHERE id = ?`),
       setHash: db.prepare(`UPDATE files SET hash = ? WHERE dev = ? AND ino = ? AND size = ? AND mtime_s = ? AND mtime_ns = ?`),
       members: new Map<boolean, Database.Statement>(),
     };
   }
 
+  /** Folds the WAL into the database, so that the next run's first write does not pay for this run's. */
   close(): void {
+    if (!this.db.inTransaction && !this.db.memory) this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }
 
@@ -173,12 +180,9 @@ export class UnifyIndex {
     for (const { name, st } of v.files) {
       const old = stored.get(name);
       stored.delete(name);
-      if (old !== undefined && sameContentKey(old, st)) {
-        if (old.ctime_s !== BigInt(st.ctimeSec) || old.ctime_ns !== BigInt(st.ctimeNsec)) {
-          this.st.touch.run(this.row(dir, name, st, xattrsOf(name), old.id));
-        } else if (old.nlink !== BigInt(st.nlink)) {
-          this.st.touchKeepXattrs.run({ id: old.id, nlink: st.nlink });
-        }
+      if (old !== undefined && old.content === contentStamp(st)) {
+        // Same version of the content; a moved ctime may mean other xattrs, mode or owner.
+        if (old.meta !== metaStamp(st)) this.st.touch.run(this.row(dir, name, st, xattrsOf(name), old.id));
         continue;
       }
       const row = this.row(dir, name, st, xattrsOf(name), old?.id);
@@ -190,11 +194,11 @@ export class UnifyIndex {
     return rehash;
   }
 
-  private row(dir: number, name: string, st: NativeStat, x: XattrFacts, id?: bigint) {
+  private row(dir: number, name: string, st: NativeStat, x: XattrFacts, id?: number) {
     return {
       id, dir, name, dev: i64(st.dev), ino: i64(st.ino), nlink: st.nlink, size: st.size, mode: st.mode, uid: st.uid,
       gid: st.gid, mtime_s: st.mtimeSec, mtime_ns: st.mtimeNsec, ctime_s: st.ctimeSec, ctime_ns: st.ctimeNsec,
-      kind: x.metacopy ? Kind.Metacopy : Kind.Eligible, xattrs: x.digest,
+      kind: x.metacopy ? Kind.Metacopy : Kind.Eligible, xattrs: x.digest, content: contentStamp(st), meta: metaStamp(st),
     };
   }
 
@@ -294,9 +298,12 @@ export class UnifyIndex {
 
   /** After a group was linked: these names now show the kept inode. */
   relinked(ids: number[], st: NativeStat): void {
-    const update = this.db.prepare(`UPDATE files SET ino = ?, nlink = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE id = ?`);
+    const update = this.db.prepare(`UPDATE files SET ino = ?, nlink = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ?,
+      content = ?, meta = ? WHERE id = ?`);
+    const content = contentStamp(st);
+    const meta = metaStamp(st);
     this.db.transaction(() => {
-      for (const id of ids) update.run(i64(st.ino), st.nlink, st.mtimeSec, st.mtimeNsec, st.ctimeSec, st.ctimeNsec, id);
+      for (const id of ids) update.run(i64(st.ino), st.nlink, st.mtimeSec, st.mtimeNsec, st.ctimeSec, st.ctimeNsec, content, meta, id);
     })();
   }
 
@@ -338,9 +345,4 @@ export class UnifyIndex {
     const ids = this.db.prepare(`SELECT id FROM runs WHERE finished IS NULL AND id != ?`).pluck().all(current) as string[];
     return new Set(ids);
   }
-}
-
-function sameContentKey(old: StoredFile, st: NativeStat): boolean {
-  return u64(old.ino) === st.ino && u64(old.dev) === st.dev && old.size === BigInt(st.size)
-    && old.mtime_s === BigInt(st.mtimeSec) && old.mtime_ns === BigInt(st.mtimeNsec);
 }

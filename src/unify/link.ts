@@ -22,6 +22,8 @@
 // name of it that changed meanwhile cannot make us link another file. On
 // EMLINK the master is full: the target in hand becomes the master of the
 // rest of the group, as in util-linux hardlink.
+import { close } from 'node:fs';
+import { promisify } from 'node:util';
 import { native, C, type NativeError, type NativeStat } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import { inodeFlags, isImmutable, setImmutable } from './flags.js';
@@ -31,7 +33,7 @@ import type { PlanInode } from './plan.js';
 import { mayLink, type FileFacts, type PredicateOptions } from './predicate.js';
 import { BENEATH, type Root } from './roots.js';
 import { withMutableFds, type MutableEntry } from './section.js';
-import { sameBytes } from './verify.js';
+import { compareBytes } from './verify.js';
 import { fdXattrs } from './xattrs.js';
 
 /** Why a target was left as it is; counted in the report. */
@@ -56,10 +58,14 @@ export interface LinkContext {
   counts: LinkCounts;
   /** A fresh temporary name: `.vefs-unify.<run>.<n>`. */
   tempName(): string;
+  /** Descriptors being closed; the caller awaits them now and then. */
+  closing: Promise<void>[];
 }
 
-/** Targets verified together and then linked in one section, to keep sections few but short. */
-const BATCH = 16;
+/** Target inodes of one group verified at a time (each holds a descriptor and a lease until linked). */
+const VERIFY_CHUNK = 16;
+/** A section links at most about this many target inodes. */
+const BATCH_TARGETS = 64;
 
 interface Open {
   inode: PlanInode;
@@ -83,10 +89,16 @@ const facts = (fd: number, st: NativeStat): FileFacts => {
 
 const leaseHeld = (o: Open): boolean => !o.leased || native.getlease(o.fd) === C.F_RDLCK;
 
-function release(o: Open): void {
-  if (o.leased) native.setlease(o.fd, C.F_UNLCK);
-  native.close(o.fd);
-}
+const closeAsync = promisify(close);
+
+/**
+ * Closing the descriptor drops the lease; for a replaced inode it is the
+ * last reference, and the kernel frees its blocks right there. That is the
+ * costly part of reclaiming, so it happens on the thread pool.
+ */
+const release = (ctx: LinkContext, o: Open): void => {
+  ctx.closing.push(closeAsync(o.fd));
+};
 
 /**
  * Opens the inode by its first name, checks it is the version the index
@@ -146,16 +158,16 @@ async function verifyTarget(ctx: LinkContext, g: GroupKey, master: Open, masterF
   let why: SkipReason | null = refusal;
   if (why === null) {
     const counts = { bytes: 0 };
-    const same = await sameBytes(master.fd, t.fd, g.size, counts, () => leaseHeld(t) && leaseHeld(master));
+    const verdict = await compareBytes(master.fd, t.fd, g.size, t.leased && master.leased, counts);
     ctx.counts.bytesRead += counts.bytes;
     const now = native.fstat(t.fd);
-    if (!leaseHeld(t)) why = 'writer-waiting';
+    if (verdict === 'writer-waiting' || !leaseHeld(t)) why = 'writer-waiting';
     else if (now.size !== t.st.size || now.mtimeSec !== t.st.mtimeSec || now.mtimeNsec !== t.st.mtimeNsec) why = 'changed';
-    else if (!same) why = 'content-differs';
+    else if (verdict !== 'same') why = 'content-differs';
   }
   if (why === null) return t;
   skip(ctx, why);
-  release(t);
+  release(ctx, t);
   return null;
 }
 
@@ -198,93 +210,153 @@ function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): '
   }
 }
 
-/** Links the targets' names to the master; returns the master in effect at the end (another one after EMLINK). */
-async function linkBatch(ctx: LinkContext, master: Open, batch: Open[], masters: Open[], kept: Map<Open, number[]>,
-  replaced: Replaced[]): Promise<Open> {
-  const entries: MutableEntry[] = [master, ...batch].map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.names[0]!) }));
-  let current = master;
-  await withMutableFds(entries, () => {
-    for (const t of batch) {
-      // A writer waits for the target or the master: let it in, link another time.
-      if (!leaseHeld(t) || !leaseHeld(current)) {
-        skip(ctx, 'writer-waiting');
-        continue;
-      }
-      const names = t.inode.names;
-      for (let k = 0; k < names.length; k++) {
-        const m = names[k]!;
-        const outcome = replaceName(ctx, current, t, m);
-        if (outcome === 'full') {
-          // The master reached the filesystem's link limit: this target, verified equal, takes over.
-          skip(ctx, 'link-limit');
-          current = t;
-          masters.push(t);
-          kept.set(t, names.slice(k).map((n) => n.id));
-          break;
-        }
-        if (outcome !== 'done') {
-          skip(ctx, outcome);
-          continue;
-        }
-        ctx.counts.linksMade++;
-        kept.get(current)!.push(m.id);
-        replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
-          atimeSec: t.st.atimeSec, atimeNsec: t.st.atimeNsec });
-      }
-    }
-  });
-  return current;
+/** One master's verified targets, waiting to be linked in the next section. */
+interface Unit {
+  g: GroupKey;
+  /** The master in effect; after EMLINK, the target that took over. */
+  current: Open;
+  masters: Open[];
+  kept: Map<Open, number[]>;
+  targets: Open[];
+  replaced: Replaced[];
 }
 
-/** One master and its targets through steps 1 to 5; everything is counted in ctx.counts. */
-export async function linkInto(ctx: LinkContext, g: GroupKey, masterInode: PlanInode, targets: PlanInode[]): Promise<void> {
+/** Links one unit's targets inside the current section. */
+function linkUnit(ctx: LinkContext, u: Unit): void {
+  for (const t of u.targets) {
+    // A writer waits for the target or the master: let it in, link another time.
+    if (!leaseHeld(t) || !leaseHeld(u.current)) {
+      skip(ctx, 'writer-waiting');
+      continue;
+    }
+    const names = t.inode.names;
+    for (let k = 0; k < names.length; k++) {
+      const m = names[k]!;
+      const outcome = replaceName(ctx, u.current, t, m);
+      if (outcome === 'full') {
+        // The master reached the filesystem's link limit: this target, verified equal, takes over.
+        skip(ctx, 'link-limit');
+        u.current = t;
+        u.masters.push(t);
+        u.kept.set(t, names.slice(k).map((n) => n.id));
+        break;
+      }
+      if (outcome !== 'done') {
+        skip(ctx, outcome);
+        continue;
+      }
+      ctx.counts.linksMade++;
+      u.kept.get(u.current)!.push(m.id);
+      u.replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
+        atimeSec: t.st.atimeSec, atimeNsec: t.st.atimeNsec });
+    }
+  }
+}
+
+/** After the section: replaced inodes are sealed and let go. */
+function settle(ctx: LinkContext, u: Unit): void {
+  for (const t of u.targets) {
+    if (u.masters.includes(t)) continue;
+    if (native.fstat(t.fd).nlink === 0) {
+      // Nameless now: a writer that opened it late must fail, not write into the void.
+      setImmutable(t.fd, true);
+      ctx.counts.inodesReclaimed++;
+      ctx.counts.bytesReclaimed += u.g.size;
+    }
+    release(ctx, t);
+  }
+  u.targets = [];
+}
+
+/**
+ * Gathers units from the groups in flight and links them together, one
+ * section per batch rather than per group: fewer lock and journal rounds,
+ * each section still short (at most BATCH_TARGETS targets). A batch goes as
+ * soon as it is full or every group in flight is waiting for it.
+ */
+export class Linker {
+  private pending: { unit: Unit; done: () => void; failed: (err: unknown) => void }[] = [];
+  private pendingTargets = 0;
+  private inflight = 0;
+
+  constructor(private readonly ctx: LinkContext) {}
+
+  enter(): void {
+    this.inflight++;
+  }
+
+  leave(): void {
+    this.inflight--;
+    this.maybeFlush();
+  }
+
+  link(unit: Unit): Promise<void> {
+    return new Promise((done, failed) => {
+      this.pending.push({ unit, done, failed });
+      this.pendingTargets += unit.targets.length;
+      this.maybeFlush();
+    });
+  }
+
+  private maybeFlush(): void {
+    if (this.pending.length > 0 && (this.pendingTargets >= BATCH_TARGETS || this.pending.length >= this.inflight)) {
+      const batch = this.pending;
+      this.pending = [];
+      this.pendingTargets = 0;
+      void this.flush(batch);
+    }
+  }
+
+  private async flush(batch: Linker['pending']): Promise<void> {
+    const ctx = this.ctx;
+    const entries: MutableEntry[] = batch.flatMap(({ unit }) => [unit.current, ...unit.targets])
+      .map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.names[0]!) }));
+    try {
+      await withMutableFds(entries, () => {
+        for (const { unit } of batch) linkUnit(ctx, unit);
+      });
+    } catch (err) {
+      for (const b of batch) b.failed(err);
+      return;
+    } finally {
+      for (const { unit } of batch) settle(ctx, unit);
+    }
+    for (const b of batch) b.done();
+  }
+}
+
+/** One group's master and its targets through steps 1 to 5; everything is counted in ctx.counts. */
+export async function linkInto(ctx: LinkContext, linker: Linker | null, g: GroupKey, masterInode: PlanInode, targets: PlanInode[]): Promise<void> {
   const master = openInode(ctx, g, masterInode, false);
   if (master === null) {
     skip(ctx, 'changed', targets.length);
     return;
   }
-  const masters: Open[] = [master];
-  const kept = new Map<Open, number[]>([[master, masterInode.names.map((n) => n.id)]]);
-  const replaced: Replaced[] = [];
+  const unit: Unit = { g, current: master, masters: [master], kept: new Map([[master, masterInode.names.map((n) => n.id)]]), targets: [], replaced: [] };
   try {
     const masterFacts = facts(master.fd, master.st);
-    let current = master;
-    for (let i = 0; i < targets.length; i += BATCH) {
-      const batch: Open[] = [];
-      for (const inode of targets.slice(i, i + BATCH)) {
-        const t = await verifyTarget(ctx, g, current, masterFacts, inode);
-        if (t !== null) batch.push(t);
-      }
-      if (batch.length === 0) continue;
-      if (ctx.dryRun) {
-        for (const t of batch) {
+    for (let i = 0; i < targets.length; i += VERIFY_CHUNK) {
+      // Compared in parallel: each comparison runs on a pool thread.
+      const verified = await Promise.all(targets.slice(i, i + VERIFY_CHUNK).map((inode) => verifyTarget(ctx, g, unit.current, masterFacts, inode)));
+      unit.targets = verified.filter((t): t is Open => t !== null);
+      if (unit.targets.length === 0) continue;
+      if (linker === null) {
+        for (const t of unit.targets) {
           ctx.counts.linksMade += t.inode.names.length;
           ctx.counts.inodesReclaimed++;
           ctx.counts.bytesReclaimed += g.size;
-          release(t);
+          release(ctx, t);
         }
         continue;
       }
-      try {
-        current = await linkBatch(ctx, current, batch, masters, kept, replaced);
-      } finally {
-        for (const t of batch) {
-          if (masters.includes(t)) continue;
-          if (native.fstat(t.fd).nlink === 0) {
-            // Nameless now: a writer that opened it late must fail, not write into the void.
-            setImmutable(t.fd, true);
-            ctx.counts.inodesReclaimed++;
-            ctx.counts.bytesReclaimed += g.size;
-          }
-          release(t);
-        }
-      }
+      await linker.link(unit);
     }
-    if (!ctx.dryRun) {
-      ctx.index.rememberReplaced(replaced);
-      for (const m of masters) ctx.index.relinked(kept.get(m)!, native.fstat(m.fd));
+    if (linker !== null) {
+      ctx.index.rememberReplaced(unit.replaced);
+      for (const m of unit.masters) ctx.index.relinked(unit.kept.get(m)!, native.fstat(m.fd));
     }
   } finally {
-    for (const m of masters) release(m);
+    for (const t of unit.targets) release(ctx, t);
+    for (const m of unit.masters) release(ctx, m);
   }
 }

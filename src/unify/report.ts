@@ -31,7 +31,11 @@ export interface UnifyReport {
   leftoversRemoved: number;
   reverted: RevertCounts | null;
   section: SectionStats & { windowMeanMs: number };
+  /** Seconds since the start at which each phase ended (scan, hash, group, link). */
+  phases: Record<string, number>;
   seconds: number;
+  /** User and system CPU time of the process (a busy host stretches `seconds`, not this). */
+  cpuSeconds: number;
   peakRssBytes: number;
 }
 

@@ -14,7 +14,7 @@ import { UnifyError } from './errors.js';
 import { DEFAULT_EXCLUDES, excluder } from './exclude.js';
 import { hashPending, type HashCounts } from './hash.js';
 import { UnifyIndex } from './index.js';
-import { linkInto, type LinkContext, type LinkCounts } from './link.js';
+import { Linker, linkInto, type LinkContext, type LinkCounts } from './link.js';
 import { takeJobLock } from './lock.js';
 import { planGroup } from './plan.js';
 import { Progress, type ProgressState } from './progress.js';
@@ -56,6 +56,8 @@ const LINK_MAX = new Map<number, number>([
   [0x58465342, 2 ** 31 - 1], // xfs
   [0x01021994, 2 ** 31 - 1], // tmpfs
 ]);
+
+const elapsed = (since: number): number => (performance.now() - since) / 1000;
 
 const LEFTOVER = /^\.vefs-unify\.([0-9a-f]{16})\.\d+$/;
 
@@ -161,6 +163,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       idx.commit();
     }
     const leftoversRemoved = await removeLeftovers(leftovers, dryRun);
+    const phases: Record<string, number> = { scan: elapsed(started) };
 
     let groups = { groups: 0, alreadyLinked: 0 };
     if (opts.revert) {
@@ -172,11 +175,14 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       if (opts.progress) pendingBytes = idx.pendingBytes();
       const concurrency = opts.concurrency ?? 8;
       await hashPending(idx, rootsById, concurrency, hashed);
+      phases.hash = elapsed(started);
       groups = idx.buildGroups(opts.ignoreMtime ?? false);
       groupsToLink = idx.groupsToLinkCount();
+      phases.group = elapsed(started);
       state.phase = 'linking';
-      const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false }, counts: linked, tempName };
-      await linkGroups(ctx, roots, opts.linkMax, Math.max(1, Math.floor(concurrency / 2)), () => groupsDone++);
+      const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false }, counts: linked, tempName, closing: [] };
+      await linkGroups(ctx, roots, opts.linkMax, () => groupsDone++);
+      phases.link = elapsed(started);
     }
     idx.finishRun(runId);
     const s = sectionStats();
@@ -199,7 +205,9 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       leftoversRemoved,
       reverted: opts.revert ? reverted : null,
       section: { ...s, windowMeanMs: s.sections > 0 ? s.windowTotalMs / s.sections : 0 },
-      seconds: (performance.now() - started) / 1000,
+      phases,
+      seconds: elapsed(started),
+      cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };
   } finally {
@@ -214,8 +222,16 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
   }
 }
 
-async function linkGroups(ctx: LinkContext, roots: Root[], linkMaxOption: number | undefined, concurrency: number,
-  onGroup: () => void): Promise<void> {
+/**
+ * Groups in flight while linking: enough to fill a section's batch when
+ * each group has one target (a new VE), few enough that the descriptors
+ * held stay in the hundreds.
+ */
+const GROUPS_IN_FLIGHT = 16;
+
+async function linkGroups(ctx: LinkContext, roots: Root[], linkMaxOption: number | undefined, onGroup: () => void): Promise<void> {
+  const concurrency = GROUPS_IN_FLIGHT;
+  const linker = ctx.dryRun ? null : new Linker(ctx);
   const linkMax = new Map<bigint, number>();
   for (const r of roots) linkMax.set(r.dev, linkMaxOption ?? LINK_MAX.get(native.fstatfs(r.fd).type) ?? 65_000);
   const queue = new PQueue({ concurrency });
@@ -224,21 +240,27 @@ async function linkGroups(ctx: LinkContext, roots: Root[], linkMaxOption: number
     const page = ctx.index.groupsToLink(after, 256);
     if (page.length === 0) break;
     after = page[page.length - 1]!.rowid;
+    // One transaction for the index updates of a whole page of groups.
+    ctx.index.batch();
     for (const g of page) {
       void queue.add(async () => {
+        linker?.enter();
         try {
           const plan = planGroup(ctx.index.members(g), linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
           if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
-          for (const l of plan.links) await linkInto(ctx, g, l.master, l.targets);
+          for (const l of plan.links) await linkInto(ctx, linker, g, l.master, l.targets);
         } catch (err) {
           failure ??= err;
         } finally {
+          linker?.leave();
           onGroup();
         }
       });
       if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
     }
     await queue.onIdle();
+    ctx.index.commit();
+    await Promise.all(ctx.closing.splice(0));
     if (failure !== undefined) throw failure;
   }
 }

@@ -16,8 +16,8 @@
 //     happens on the thread pool, never on the event loop; callers in one
 //     process queue in order), repairs a journal a dead holder left, opens
 //     the inodes that `paths` name now (a missing path is skipped), writes the
-//     journal ($VEFS_STATE_DIR/unify-section.journal: path, dev, ino, file
-//     handle, flag and link count of each), clears FS_IMMUTABLE_FL on those
+//     journal ($VEFS_STATE_DIR/unify-section.journal, empty between sections:
+//     path, dev, ino, file handle, flag and link count of each), clears FS_IMMUTABLE_FL on those
 //     that have it, runs fn, and then sets the flag on every one of those
 //     inodes that is (still) unified:
 //       - it had the flag and still has more than one name, or kept as many
@@ -43,13 +43,13 @@
 // process could open the inode for writing: unify holds a read lease on
 // every inode it links (link.ts), VEFS does its own writes under the lock.
 //
-// Durability: the journal is written and renamed into place, not fsynced.
-// kill -9 at any point is repaired; after a power loss the flag of an inode
-// being changed may be missing (the next unify run sets it on groups it sees).
+// Durability: the journal is not fsynced. kill -9 at any point is repaired;
+// after a power loss the flag of an inode that was being changed may be
+// missing.
 //
 // Test hook: VEFS_TEST_SECTION_KILL=N kills this process with SIGKILL in its
 // Nth section, after fn and before the flags are set again.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, constants as fsc } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync, constants as fsc } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { native, C, type NativeError } from '../../native/index.js';
 import { stateDir } from '../vefs/state.js';
@@ -144,12 +144,26 @@ async function underHostLock<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function writeJournal(entries: JournalEntry[]): void {
-  const tmp = `${journalPath()}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ pid: process.pid, entries }));
-  // A rename, so that a kill during the write never leaves half a journal.
-  renameSync(tmp, journalPath());
+// The journal stays open and is rewritten in place: a pwrite to start a
+// section, a truncate to end it. A kill during the write leaves a journal
+// that does not parse, but then no flag was cleared yet: nothing to repair.
+let journalFd: { path: string; fd: number } | null = null;
+
+function journal(): number {
+  const path = journalPath();
+  if (journalFd?.path !== path) {
+    if (journalFd) closeSync(journalFd.fd);
+    mkdirSync(stateDir(), { recursive: true });
+    journalFd = { path, fd: openSync(path, fsc.O_RDWR | fsc.O_CREAT, 0o600) };
+  }
+  return journalFd.fd;
 }
+
+function writeJournal(entries: JournalEntry[]): void {
+  writeSync(journal(), JSON.stringify({ pid: process.pid, entries }), 0);
+}
+
+const endJournal = (): void => ftruncateSync(journal(), 0);
 
 let sectionCount = 0;
 
@@ -188,7 +202,7 @@ export async function withMutableFds<T>(entries: MutableEntry[], fn: () => Promi
       stats.windowTotalMs += window;
       stats.windowMaxMs = Math.max(stats.windowMaxMs, window);
       // A flag that could not be set again stays in the journal for the next repair.
-      if (failed === undefined) unlinkSync(journalPath());
+      if (failed === undefined) endJournal();
       else throw failed;
     }
   });
@@ -252,21 +266,13 @@ function reopen(e: JournalEntry): number | null {
 }
 
 function repairLocked(): void {
-  let text: string;
-  try {
-    text = readFileSync(journalPath(), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  let entries: JournalEntry[];
+  const text = readFileSync(journal(), 'utf8');
+  if (text === '') return;
+  let entries: JournalEntry[] = [];
   try {
     entries = (JSON.parse(text) as { entries: JournalEntry[] }).entries;
   } catch {
-    // Only a power loss truncates it (it is renamed into place): keep it for a person to read.
-    renameSync(journalPath(), `${journalPath()}.corrupt`);
-    process.emitWarning(`unify section journal was unreadable; kept as ${journalPath()}.corrupt`);
-    return;
+    // Cut short while being written, before any flag was cleared: nothing to repair.
   }
   for (const e of entries) {
     const fd = reopen(e);
@@ -277,11 +283,11 @@ function repairLocked(): void {
       native.close(fd);
     }
   }
-  unlinkSync(journalPath());
+  endJournal();
 }
 
 export function repairJournal(): void {
-  if (holding || !existsSync(journalPath())) return;
+  if (holding || !(statSync(journalPath(), { throwIfNoEntry: false })?.size)) return;
   const fd = openLock();
   try {
     native.flockSync(fd, C.LOCK_EX | C.LOCK_NB);
