@@ -26,6 +26,7 @@ import { close } from 'node:fs';
 import { promisify } from 'node:util';
 import { native, C, type NativeError, type NativeStat } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
+import { keepingDirTimes } from './dirtimes.js';
 import { inodeFlags, isImmutable, setImmutable } from './flags.js';
 import { openBeneath } from './hash.js';
 import type { GroupKey, Member, UnifyIndex } from './index.js';
@@ -180,28 +181,32 @@ export interface Replaced {
   atimeNsec: number;
 }
 
+type Outcome = 'done' | 'changed' | 'full' | 'other-mount';
+
 /** Step 4 for one name: temporary link beside it, renamed over it. */
-function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): 'done' | 'changed' | 'full' | 'other-mount' {
+function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): Outcome {
   const dirfd = native.openat2(rootOf(ctx, m).fd, beneath(m.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
   try {
     const now = native.fstatat(dirfd, m.name, C.AT_SYMLINK_NOFOLLOW);
     if (now.ino !== target.st.ino || now.dev !== target.st.dev) return 'changed';
-    const tmp = ctx.tempName();
-    try {
-      native.linkat(master.fd, '', dirfd, tmp, C.AT_EMPTY_PATH);
-    } catch (err) {
-      const code = (err as NativeError).code;
-      if (code === 'EMLINK') return 'full';
-      if (code === 'EXDEV') return 'other-mount';
-      throw err;
-    }
-    try {
-      native.renameat2(dirfd, tmp, dirfd, m.name, 0);
-    } catch (err) {
-      native.unlinkat(dirfd, tmp, 0);
-      throw err;
-    }
-    return 'done';
+    return keepingDirTimes(dirfd, (): Outcome => {
+      const tmp = ctx.tempName();
+      try {
+        native.linkat(master.fd, '', dirfd, tmp, C.AT_EMPTY_PATH);
+      } catch (err) {
+        const code = (err as NativeError).code;
+        if (code === 'EMLINK') return 'full';
+        if (code === 'EXDEV') return 'other-mount';
+        throw err;
+      }
+      try {
+        native.renameat2(dirfd, tmp, dirfd, m.name, 0);
+      } catch (err) {
+        native.unlinkat(dirfd, tmp, 0);
+        throw err;
+      }
+      return 'done';
+    });
   } catch (err) {
     if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code)) return 'changed';
     throw err;
@@ -347,6 +352,7 @@ export async function linkInto(ctx: LinkContext, linker: Linker | null, g: Group
           ctx.counts.bytesReclaimed += g.size;
           release(ctx, t);
         }
+        unit.targets = [];
         continue;
       }
       await linker.link(unit);

@@ -12,8 +12,9 @@
 // the mutable section: the path is never missing, and kill -9 leaves either
 // the unified file or the complete copy (the next run removes the partial
 // copy).
-import { native, C, type NativeError } from '../../native/index.js';
+import { native, C, type NativeError, type NativeStat } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
+import { restoreDirTimes } from './dirtimes.js';
 import { inodeFlags, isImmutable } from './flags.js';
 import { openBeneath } from './hash.js';
 import type { UnifyIndex } from './index.js';
@@ -93,18 +94,19 @@ async function revertInode(index: UnifyIndex, roots: Map<number, Root>, names: N
       counts.bytesCopied += st.size * copies.length;
       return;
     }
-    const ready: { dirfd: number; tmp: string; n: Name }[] = [];
+    const ready: { dirfd: number; tmp: string; n: Name; dirTimes: NativeStat }[] = [];
     try {
       for (const n of copies) {
         const dirfd = native.openat2(roots.get(n.root)!.fd, beneath(n.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
         const tmp = tempName();
+        const dirTimes = native.fstat(dirfd);
         try {
           await copyBeside(fd, dirfd, tmp, index.replacedTimes(n.root, n.rel, n.name) ?? st);
         } catch (err) {
           native.close(dirfd);
           throw err;
         }
-        ready.push({ dirfd, tmp, n });
+        ready.push({ dirfd, tmp, n, dirTimes });
       }
       const path = roots.get(first.root)!.path + child(first.rel, first.name);
       await withMutableFds([{ fd, path }], () => {
@@ -118,6 +120,7 @@ async function revertInode(index: UnifyIndex, roots: Map<number, Root>, names: N
               continue;
             }
             native.renameat2(r.dirfd, r.tmp, r.dirfd, r.n.name, 0);
+            restoreDirTimes(r.dirfd, r.dirTimes);
           } finally {
             native.close(r.dirfd);
           }

@@ -1,0 +1,245 @@
+// `vefs unify` on real trees in scratch directories: what gets linked, what
+// never does, the immutable flag, templates, dry run, the index's reruns,
+// exclusions, --ignore-mtime and --revert.
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { native, toBytes } from '../native/index.js';
+import { withMutable } from '../src/unify/section.js';
+import { digestTree } from '../src/vefs/digest.js';
+import { withScratch } from './helpers/mounts.js';
+import {
+  bytesOf, copyTree, filesBelow, flagProblems, inodeOf, lsattrImmutable, manifest, manifestDiff, nlinkOf, unifyJson, writeTree,
+} from './helpers/unify.js';
+
+/** A template of a few files and n VEs copied from it (times, modes and xattrs kept). */
+function corpus(t: ExecutionContext, n: number) {
+  const s = withScratch(t, 'vefs-unify');
+  const tpl = path.join(s.base, 'template');
+  writeTree(tpl, {
+    'usr/bin/tool': bytesOf(70_000, 1),
+    'usr/lib/libx.so': bytesOf(300_000, 2),
+    'usr/lib/liby.so': bytesOf(5_000, 3),
+    'usr/share/doc/README': 'read me\n',
+    'usr/share/empty': '',
+    'etc/config': 'setting=1\n',
+  });
+  fs.chmodSync(path.join(tpl, 'usr/bin/tool'), 0o755);
+  const ves = Array.from({ length: n }, (_, i) => {
+    const ve = path.join(s.base, `ve${i + 1}`);
+    copyTree(tpl, ve);
+    return ve;
+  });
+  return { s, tpl, ves, state: s.stateDir };
+}
+
+const at = (root: string, rel: string): string => path.join(root, rel);
+
+test('links identical files to the template inode and marks them immutable (lsattr)', async (t) => {
+  const { tpl, ves, state } = corpus(t, 3);
+  const before = await digestTree(tpl);
+  const tplInodes = new Map(filesBelow(tpl).map((f) => [f, inodeOf(at(tpl, f))]));
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  for (const f of ['usr/bin/tool', 'usr/lib/libx.so', 'usr/lib/liby.so', 'usr/share/doc/README']) {
+    for (const ve of ves) t.is(inodeOf(at(ve, f)), tplInodes.get(f)!, `${ve}/${f} is the template's inode`);
+    t.is(nlinkOf(at(tpl, f)), 4);
+    t.true(lsattrImmutable(at(tpl, f)), `${f} shows i in lsattr`);
+    t.true(lsattrImmutable(at(ves[0]!, f)));
+  }
+  t.is(inodeOf(at(tpl, 'usr/share/empty')) === inodeOf(at(ves[0]!, 'usr/share/empty')), false, 'empty files stay apart');
+  t.not(inodeOf(at(ves[0]!, 'etc/config')), inodeOf(at(tpl, 'etc/config')), '/etc is excluded by default');
+  t.false(lsattrImmutable(at(ves[0]!, 'etc/config')));
+  t.is(report.linksMade, 12);
+  t.is(report.inodesReclaimed, 12);
+  t.is(report.bytesReclaimed, 3 * (70_000 + 300_000 + 5_000 + 8));
+  t.is(report.groups, 4);
+  for (const ve of ves) t.deepEqual(fs.readdirSync(at(ve, 'usr/lib')).sort(), ['libx.so', 'liby.so'], 'no temporary names left');
+  t.deepEqual(flagProblems(ves.map((v) => at(v, 'usr'))), []);
+  // The template's content is untouched; only its link counts and ctimes moved (digestTree leaves ctime out).
+  t.is(await digestTree(tpl), before);
+});
+
+test('without a template, the inode with most names is kept; a name that already shares it is counted, not touched', async (t) => {
+  const { ves, state } = corpus(t, 3);
+  fs.linkSync(at(ves[1]!, 'usr/lib/liby.so'), at(ves[1]!, 'usr/lib/liby-alias.so'));
+  const keep = inodeOf(at(ves[1]!, 'usr/lib/liby.so'));
+  const { report } = await unifyJson(state, ...ves);
+  for (const ve of ves) t.is(inodeOf(at(ve, 'usr/lib/liby.so')), keep);
+  t.is(inodeOf(at(ves[1]!, 'usr/lib/liby-alias.so')), keep);
+  t.is(report.alreadyLinked, 1);
+});
+
+test('a dry run reads and decides but changes no file, flag or index', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  const roots = [tpl, ...ves];
+  const before = manifest(roots);
+  const inodes = roots.flatMap((r) => filesBelow(r).map((f) => inodeOf(at(r, f))));
+  const { report } = await unifyJson(state, '--dry-run', '--template', tpl, ...ves);
+  t.true(report.dryRun);
+  t.is(report.linksMade, 8);
+  t.is(report.inodesReclaimed, 8);
+  t.true(report.bytesRead > 0);
+  t.deepEqual(manifestDiff(before, manifest(roots)), []);
+  t.deepEqual(roots.flatMap((r) => filesBelow(r).map((f) => inodeOf(at(r, f)))), inodes);
+  t.false(lsattrImmutable(at(tpl, 'usr/bin/tool')));
+  t.false(fs.existsSync(path.join(state, 'unify.db')), 'no index was written');
+  // With an index already there, a dry run leaves it as it was.
+  await unifyJson(state, '--template', tpl, ves[0]!);
+  const db = fs.readFileSync(path.join(state, 'unify.db'));
+  await unifyJson(state, '--dry-run', '--template', tpl, ...ves);
+  t.true(fs.readFileSync(path.join(state, 'unify.db')).equals(db));
+});
+
+test('a rerun with nothing changed reads no content; a new VE costs only its own files', async (t) => {
+  const { tpl, ves, state } = corpus(t, 3);
+  const first = await unifyJson(state, '--template', tpl, ves[0]!, ves[1]!);
+  t.true(first.report.bytesRead > 0);
+  const rerun = await unifyJson(state, '--template', tpl, ves[0]!, ves[1]!);
+  t.is(rerun.report.bytesRead, 0);
+  t.is(rerun.report.filesHashed, 0);
+  t.is(rerun.report.linksMade, 0);
+  t.is(rerun.report.alreadyLinked, 8);
+  const added = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(added.report.filesHashed, 4, 'the new VE\'s four non-empty files outside /etc');
+  t.is(added.report.linksMade, 4);
+  // Hashed once, then each compared with its master: the new VE's bytes, twice, plus the masters' once.
+  const veBytes = 70_000 + 300_000 + 5_000 + 8;
+  t.is(added.report.bytesRead, 3 * veBytes);
+  t.is((await unifyJson(state, '--template', tpl, ...ves)).report.bytesRead, 0);
+});
+
+test('a changed file is hashed again on the next run and stays apart', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  await unifyJson(state, '--template', tpl, ...ves);
+  // The VE's copy-on-write, as VEFS does it: a new inode renamed over the name inside the mutable section.
+  const f = at(ves[0]!, 'usr/lib/liby.so');
+  fs.writeFileSync(`${f}.new`, bytesOf(5_000, 99));
+  process.env.VEFS_STATE_DIR = state;
+  await withMutable([toBytes(f)], () => fs.renameSync(`${f}.new`, f));
+  t.true(lsattrImmutable(at(tpl, 'usr/lib/liby.so')), 'the template and the other VE still share it');
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(report.filesHashed, 1);
+  t.is(report.linksMade, 0);
+  t.is(nlinkOf(f), 1);
+  t.false(lsattrImmutable(f));
+});
+
+test('differences a VE could see keep files apart: xattr, mode, owner, group, mtime, content', async (t) => {
+  const { tpl, ves, state } = corpus(t, 6);
+  const f = 'usr/lib/liby.so';
+  native.lsetxattr(toBytes(at(ves[0]!, f)), 'user.mark', Buffer.from('x'), 0);
+  fs.chmodSync(at(ves[1]!, f), 0o600);
+  fs.chownSync(at(ves[2]!, f), 1000, 0);
+  fs.chownSync(at(ves[3]!, f), 0, 1000);
+  fs.utimesSync(at(ves[4]!, f), new Date(), new Date(Date.now() - 86_400_000));
+  const other = bytesOf(5_000, 3);
+  other[4_999] ^= 1;
+  fs.writeFileSync(at(ves[5]!, f), other);
+  execFileSync('touch', ['-r', at(tpl, f), at(ves[5]!, f)]);
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  for (const ve of ves) t.not(inodeOf(at(ve, f)), inodeOf(at(tpl, f)), `${ve} keeps its own ${f}`);
+  for (const ve of ves) t.is(inodeOf(at(ve, 'usr/bin/tool')), inodeOf(at(tpl, 'usr/bin/tool')));
+  t.is(nlinkOf(at(tpl, f)), 1);
+  t.false(lsattrImmutable(at(tpl, f)));
+  t.is(report.linksMade, 6 * 3);
+});
+
+test('a hash collision is caught by the byte comparison', async (t) => {
+  // Same size and metadata, different bytes, given the same hash by hand in the index.
+  const { tpl, ves, state } = corpus(t, 1);
+  const f = 'usr/lib/liby.so';
+  const other = bytesOf(5_000, 3);
+  other[0] ^= 1;
+  fs.writeFileSync(at(ves[0]!, f), other);
+  execFileSync('touch', ['-r', at(tpl, f), at(ves[0]!, f)]);
+  await unifyJson(state, '--template', tpl, ...ves);
+  const Database = (await import('better-sqlite3')).default;
+  const db = new Database(path.join(state, 'unify.db'));
+  const hash = db.prepare(`SELECT hash FROM files WHERE name = 'liby.so' AND hash IS NOT NULL LIMIT 1`).pluck().get();
+  db.prepare(`UPDATE files SET hash = ? WHERE name = 'liby.so'`).run(hash);
+  db.close();
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(report.skipped['content-differs'], 1);
+  t.not(inodeOf(at(ves[0]!, f)), inodeOf(at(tpl, f)));
+  t.true(fs.readFileSync(at(ves[0]!, f)).equals(other));
+});
+
+test('--ignore-mtime links files that differ only in mtime; --revert gives each its own mtime back', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  const f = at(ves[0]!, 'usr/lib/liby.so');
+  const old = new Date('2001-02-03T04:05:06Z');
+  fs.utimesSync(f, old, old);
+  t.is((await unifyJson(state, '--template', tpl, ...ves)).report.linksMade, 7);
+  t.is(nlinkOf(f), 1);
+  t.is((await unifyJson(state, '--ignore-mtime', '--template', tpl, ...ves)).report.linksMade, 1);
+  t.is(inodeOf(f), inodeOf(at(tpl, 'usr/lib/liby.so')));
+  await unifyJson(state, '--revert', '--template', tpl, ...ves);
+  t.is(fs.statSync(f).mtime.getTime(), old.getTime());
+  t.is(nlinkOf(f), 1);
+});
+
+test('--revert gives every path its own writable copy with its metadata, and leaves no flag', async (t) => {
+  const { tpl, ves, state } = corpus(t, 3);
+  const roots = [tpl, ...ves];
+  const f = 'usr/bin/tool';
+  for (const r of roots) native.lsetxattr(toBytes(at(r, f)), 'user.tag', Buffer.from('same'), 0);
+  const before = manifest(roots);
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(report.linksMade, 12);
+  t.deepEqual(manifestDiff(before, manifest(roots)), [], 'unify changed nothing a VE sees');
+  const reverted = await unifyJson(state, '--revert', '--template', tpl, ...ves);
+  t.is(reverted.report.reverted?.paths, 12);
+  t.is(reverted.report.reverted?.inodes, 4);
+  t.deepEqual(manifestDiff(before, manifest(roots)), []);
+  for (const r of roots) {
+    for (const file of filesBelow(r)) {
+      t.is(nlinkOf(at(r, file)), 1, `${r}/${file} has its own inode`);
+      t.false(lsattrImmutable(at(r, file)));
+    }
+  }
+  fs.appendFileSync(at(ves[0]!, f), 'writable again');
+  t.is(fs.readFileSync(at(tpl, f)).length, 70_000, 'a write to a VE copy leaves the template alone');
+  const again = await unifyJson(state, '--revert', '--template', tpl, ...ves);
+  t.is(again.report.reverted?.paths, 0, 'revert is idempotent');
+});
+
+test('exclusions: --exclude adds to the defaults, --no-default-excludes drops them', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  await unifyJson(state, '--template', tpl, '--exclude', '/usr/lib', '--exclude', 'README', ...ves);
+  t.is(nlinkOf(at(tpl, 'usr/lib/libx.so')), 1);
+  t.is(nlinkOf(at(tpl, 'usr/share/doc/README')), 1);
+  t.is(nlinkOf(at(tpl, 'usr/bin/tool')), 3);
+  t.is(nlinkOf(at(tpl, 'etc/config')), 1);
+  await unifyJson(state, '--template', tpl, '--no-default-excludes', '--min-size', '10', ...ves);
+  t.is(nlinkOf(at(tpl, 'etc/config')), 3, '/etc too now');
+  t.is(nlinkOf(at(tpl, 'usr/share/doc/README')), 1, 'below --min-size');
+});
+
+test('an inode with a name outside the ROOTs is left alone; metacopy files never link', async (t) => {
+  const { s, tpl, ves, state } = corpus(t, 2);
+  fs.linkSync(at(ves[0]!, 'usr/lib/libx.so'), path.join(s.base, 'outside'));
+  native.lsetxattr(toBytes(at(ves[0]!, 'usr/lib/liby.so')), 'trusted.overlay.metacopy', Buffer.alloc(0), 0);
+  native.lsetxattr(toBytes(at(ves[1]!, 'usr/lib/liby.so')), 'trusted.overlay.metacopy', Buffer.alloc(0), 0);
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  t.not(inodeOf(at(ves[0]!, 'usr/lib/libx.so')), inodeOf(at(tpl, 'usr/lib/libx.so')));
+  t.is(inodeOf(at(ves[1]!, 'usr/lib/libx.so')), inodeOf(at(tpl, 'usr/lib/libx.so')));
+  t.is(report.skipped['names-elsewhere'], 1);
+  t.not(inodeOf(at(ves[0]!, 'usr/lib/liby.so')), inodeOf(at(ves[1]!, 'usr/lib/liby.so')));
+});
+
+test('names that are not UTF-8 are walked and linked; directories keep their times', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  const name = Buffer.from([0x66, 0xff, 0xfe, 0x2e, 0x62, 0x69, 0x6e]); // "f\xff\xfe.bin"
+  for (const r of [tpl, ...ves]) fs.writeFileSync(Buffer.concat([Buffer.from(`${r}/usr/lib/`), name]), 'odd name, same bytes');
+  const then = new Date('2020-01-01T00:00:00Z');
+  for (const r of [tpl, ...ves]) {
+    fs.utimesSync(Buffer.concat([Buffer.from(`${r}/usr/lib/`), name]), then, then);
+    fs.utimesSync(at(r, 'usr/lib'), then, then);
+  }
+  const dirMtime = fs.statSync(at(ves[0]!, 'usr/lib')).mtimeMs;
+  await unifyJson(state, '--template', tpl, ...ves);
+  const odd = (r: string): bigint => fs.lstatSync(Buffer.concat([Buffer.from(`${r}/usr/lib/`), name]), { bigint: true }).ino;
+  t.is(odd(ves[0]!), odd(tpl));
+  t.is(fs.statSync(at(ves[0]!, 'usr/lib')).mtimeMs, dirMtime, 'replacing names left the directory\'s mtime as it was');
+});
