@@ -2,10 +2,11 @@
 // backend, over one template, on one disk, in one run, and writes the
 // report. Each sample gets fresh VE roots (an empty private tree, or for raw
 // its copy of the template with the sample's output removed), so samples are
-// independent; runs are interleaved backend by backend, so a drift of the
-// machine touches every backend alike. Every mount is taken down on failure
-// and on SIGINT/SIGTERM, and the VEFS server of the run is stopped.
-import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+// independent; runs are interleaved backend by backend, each run starting
+// with the next backend, so a drift of the machine touches every backend
+// alike. Every mount is taken down on failure and on SIGINT/SIGTERM, and the
+// VEFS server of the run is stopped.
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +152,9 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
     const machine = await describeMachine(scratch, versions);
     progress.log(`building the template in ${scratch}`);
     const template = join(scratch, 'template');
+    const trash = join(scratch, 'trash');
+    mkdirSync(trash);
+    let trashed = 0;
     const rawCopy = join(scratch, 'raw');
     const built = await buildTemplate(template, join(scratch, 'tree.tar'), sizes, active);
     check();
@@ -216,8 +220,11 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
       const value = await w.measure(ctx);
       check();
       await unmountAll();
-      if (b.id === 'raw') rmSync(join(rawCopy, OUT), { recursive: true, force: true });
-      for (const r of rs) rmSync(join(r.privateDir, '..'), { recursive: true, force: true });
+      const left = [...(b.id === 'raw' ? [join(rawCopy, OUT)] : []), ...rs.map((r) => join(r.privateDir, '..'))];
+      for (const d of left) {
+        if (!w.manyFiles) rmSync(d, { recursive: true, force: true });
+        else if (existsSync(d)) renameSync(d, join(trash, String(trashed++)));
+      }
       await run('sync', []);
       if (!Number.isFinite(value) || value <= 0) throw new Error(`its figure is ${value}, not a positive number`);
       return { run: index, value, ...(Object.keys(notes).length > 0 ? { notes } : {}) };
@@ -234,7 +241,9 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
         gr.workloads.push({ id: w.id, title: w.title, unit: w.unit, better: w.better, cold: Boolean(w.cold),
           mounts: w.mounts ?? 1, samples });
         for (let i = 1; i <= runs; i++) {
-          for (const b of usable) {
+          // Each run starts with the next backend, so that no backend always follows the same one.
+          const order = usable.map((_, k) => usable[(k + i - 1) % usable.length]);
+          for (const b of order) {
             const what = `${g.id}/${w.id} on ${b.id}, run ${i}/${runs}`;
             progress.start(what);
             let s: Sample;

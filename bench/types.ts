@@ -64,6 +64,13 @@ export interface Workload {
   cold?: boolean;
   /** VE roots mounted at once (default 1). */
   mounts?: number;
+  /**
+   * Creates many files: what its samples leave is removed only at the end of
+   * the run, so that no sample creates files right after mass deletions
+   * (ext4 without a journal skips inodes freed in the last minute, and then
+   * every creation on every backend costs ten times more).
+   */
+  manyFiles?: boolean;
   /** Untimed: brings the VE root(s) into the state the measurement starts from. */
   prepare?(ctx: Context): Promise<void>;
   /** Timed: the figure of one sample. */
