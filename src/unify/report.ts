@@ -49,18 +49,20 @@ export function bytes(n: number): string {
   return `${n} B`;
 }
 
+const n = (count: number, one: string, many = `${one}s`): string => `${count} ${count === 1 ? one : many}`;
+
 export function summaryLine(r: UnifyReport): string {
   const would = r.dryRun ? 'would be ' : '';
   const time = `${r.seconds.toFixed(2)} s`;
   if (r.mode === 'revert') {
     const v = r.reverted!;
-    return `vefs unify --revert${r.dryRun ? ' (dry run)' : ''}: ${r.filesScanned} files scanned, ${v.paths} paths ${would}given their own copy `
-      + `(${v.inodes} unified inodes, ${bytes(v.bytesCopied)} ${would}copied), ${time}`;
+    return `vefs unify --revert${r.dryRun ? ' (dry run)' : ''}: ${n(r.filesScanned, 'file')} scanned, ${n(v.paths, 'path')} ${would}given their own copy `
+      + `(${n(v.inodes, 'unified inode')}, ${bytes(v.bytesCopied)} ${would}copied), ${time}`;
   }
   const skipped = Object.values(r.skipped).reduce((a, b) => a + (b ?? 0), 0);
-  return `vefs unify${r.dryRun ? ' (dry run)' : ''}: ${r.filesScanned} files scanned, ${bytes(r.bytesRead)} read, `
-    + `${r.groups} groups, ${r.linksMade} links ${r.dryRun ? 'to make' : 'made'}, ${r.alreadyLinked} already linked, `
-    + `${r.inodesReclaimed} inodes and ${bytes(r.bytesReclaimed)} ${would}reclaimed`
+  return `vefs unify${r.dryRun ? ' (dry run)' : ''}: ${n(r.filesScanned, 'file')} scanned, ${bytes(r.bytesRead)} read, `
+    + `${n(r.groups, 'group')}, ${n(r.linksMade, 'link')} ${r.dryRun ? 'to make' : 'made'}, ${r.alreadyLinked} already linked, `
+    + `${n(r.inodesReclaimed, 'inode')} and ${bytes(r.bytesReclaimed)} ${would}reclaimed`
     + `${skipped > 0 ? `, ${skipped} skipped` : ''}, ${time}`;
 }
 
