@@ -6,6 +6,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { native, toBytes } from '../native/index.js';
+import { buildBusyboxTemplate } from '../src/runtime/template.js';
+import { unifyDemoStep } from '../src/unify/demo.js';
 import { withMutable } from '../src/unify/section.js';
 import { digestTree } from '../src/vefs/digest.js';
 import { withScratch } from './helpers/mounts.js';
@@ -109,7 +111,8 @@ test('a rerun with nothing changed reads no content; a new VE costs only its own
   t.is((await unifyJson(state, '--template', tpl, ...ves)).report.bytesRead, 0);
 });
 
-test('a changed file is hashed again on the next run and stays apart', async (t) => {
+// Serial: it sets VEFS_STATE_DIR for an in-process section.
+test.serial('a changed file is hashed again on the next run and stays apart', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);
   await unifyJson(state, '--template', tpl, ...ves);
   // The VE's copy-on-write, as VEFS does it: a new inode renamed over the name inside the mutable section.
@@ -242,4 +245,18 @@ test('names that are not UTF-8 are walked and linked; directories keep their tim
   const odd = (r: string): bigint => fs.lstatSync(Buffer.concat([Buffer.from(`${r}/usr/lib/`), name]), { bigint: true }).ino;
   t.is(odd(ves[0]!), odd(tpl));
   t.is(fs.statSync(at(ves[0]!, 'usr/lib')).mtimeMs, dirMtime, 'replacing names left the directory\'s mtime as it was');
+});
+
+test.serial('unifyDemoStep (for vefs demo) unifies, shows and reverts three VE trees of a busybox template', async (t) => {
+  const s = withScratch(t, 'vefs-unify-demo');
+  process.env.VEFS_STATE_DIR = s.stateDir;
+  const tpl = path.join(s.base, 'template');
+  await buildBusyboxTemplate(tpl);
+  const lines: string[] = [];
+  await unifyDemoStep(tpl, s.base, (l) => lines.push(l));
+  t.regex(lines.join('\n'), /5 links made/);
+  t.regex(lines.join('\n'), /lsattr -*i/);
+  t.regex(lines.join('\n'), /--revert: 5 paths/);
+  t.deepEqual(flagProblems([tpl, path.join(s.base, 'unify')]), []);
+  fs.rmSync(path.join(s.base, 'unify'), { recursive: true });
 });
