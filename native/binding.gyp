@@ -16,6 +16,7 @@
       'src/mount.cc',
       'src/names.cc',
       'src/open.cc',
+      'src/scan.cc',
       'src/stat.cc',
       'src/xattr.cc',
     ],

@@ -108,6 +108,14 @@ export interface NativeAddon {
     mtimeSec: number, mtimeNsec: number, flags: number): void;
   /** Every entry but "." and ".."; reads the whole directory with getdents64. */
   getdents(fd: number): NativeDirent[];
+  /**
+   * Every entry but "." and ".." with, for regular files and entries of
+   * unknown type, their statx (not following symlinks), packed: entry i has
+   * types[i] (DT_*; 0xff if it vanished before its statx), stats[9i..9i+8]
+   * (mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns) and
+   * ids[2i], ids[2i+1] (dev, ino). Entries without a statx have zeros there.
+   */
+  scanDir(fd: number): { names: string[]; types: Uint8Array; stats: Float64Array; ids: BigUint64Array };
 
   /** The l* calls take a path and never follow a final symlink; returns null for ENODATA. */
   lgetxattr(path: string, name: string): Buffer | null;
@@ -155,11 +163,13 @@ export interface NativeAddon {
   copyData(srcFd: number, destFd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
   /**
-   * Compares the first `size` bytes of two open files with pread on a worker
-   * thread. outcome: 0 equal, 1 different, 2 a file ended early, 3 (only
-   * with checkLeases) a read lease on either is being broken: a writer waits.
+   * Compares the first `size` bytes of each target with the master's, with
+   * pread on a worker thread, reading each master chunk once. One outcome per
+   * target: 0 equal, 1 different, 2 a file ended early, 3 (only with
+   * checkLeases) the read lease on it or on the master is being broken: a
+   * writer waits.
    */
-  compareFiles(a: number, b: number, size: number, checkLeases: boolean): Promise<{ outcome: 0 | 1 | 2 | 3; bytesRead: number }>;
+  compareFiles(master: number, targets: number[], size: number, checkLeases: boolean): Promise<{ outcomes: (0 | 1 | 2 | 3)[]; bytesRead: number }>;
 
   umount2(target: string, flags: number): void;
   /**

@@ -547,27 +547,29 @@ test('setlease/getlease: a read lease is refused while a writer is open, and sho
   t.is(fs.readFileSync(file, 'utf8'), 'new\n');
 });
 
-test('compareFiles compares on the pool, says where files differ or end, and stops for a waiting writer', async (t) => {
+test('compareFiles compares targets with a master on the pool, reading it once, and stops for a waiting writer', async (t) => {
   const dir = tempDir(t);
   const data = randomBytes(3 * MiB + 17);
   const other = Buffer.from(data);
   other[2 * MiB + 5] ^= 1;
   fs.writeFileSync(path.join(dir, 'a'), data);
   fs.writeFileSync(path.join(dir, 'b'), data);
+  fs.writeFileSync(path.join(dir, 'b2'), data);
   fs.writeFileSync(path.join(dir, 'c'), other);
   fs.writeFileSync(path.join(dir, 'short'), data.subarray(0, MiB));
   const open = (name: string): number => track(t, native.openat(C.AT_FDCWD, path.join(dir, name), C.O_RDONLY, 0));
-  const [a, b, c, short] = ['a', 'b', 'c', 'short'].map(open) as [number, number, number, number];
-  t.deepEqual(await native.compareFiles(a, b, data.length, false), { outcome: 0, bytesRead: 2 * data.length });
-  t.is((await native.compareFiles(a, c, data.length, false)).outcome, 1);
-  t.is((await native.compareFiles(a, short, data.length, false)).outcome, 2);
-  t.deepEqual(await native.compareFiles(a, b, 0, false), { outcome: 0, bytesRead: 0 });
-  // Without leases held, a comparison that watches them stops at once.
-  t.is((await native.compareFiles(a, b, data.length, true)).outcome, 3);
+  const [a, b, b2, c, short] = ['a', 'b', 'b2', 'c', 'short'].map(open) as [number, number, number, number, number];
+  t.deepEqual(await native.compareFiles(a, [b, b2], data.length, false), { outcomes: [0, 0], bytesRead: 3 * data.length });
+  t.deepEqual((await native.compareFiles(a, [c, b, short], data.length, false)).outcomes, [1, 0, 2]);
+  t.deepEqual(await native.compareFiles(a, [b], 0, false), { outcomes: [0], bytesRead: 0 });
+  t.deepEqual(await native.compareFiles(a, [], 10, false), { outcomes: [], bytesRead: 0 });
+  // Without leases held, a comparison that watches them stops after the first chunk.
+  t.deepEqual((await native.compareFiles(a, [b], data.length, true)).outcomes, [3]);
   native.setlease(a, C.F_RDLCK);
   native.setlease(b, C.F_RDLCK);
-  t.is((await native.compareFiles(a, b, data.length, true)).outcome, 0);
-  await rejectsErrno(t, native.compareFiles(-1, b, 10, false), 'EBADF', 'pread');
+  t.deepEqual((await native.compareFiles(a, [b], data.length, true)).outcomes, [0]);
+  await rejectsErrno(t, native.compareFiles(-1, [b], 10, false), 'EBADF', 'pread');
+  t.throws(() => native.compareFiles(a, [b, 'x' as unknown as number], 10, false), { instanceOf: TypeError });
 });
 
 test('nameToHandleAt/openByHandleAt reach an inode after its name moved', (t) => {

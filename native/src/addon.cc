@@ -55,6 +55,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMount(exports, constants);
   InitNames(exports, constants);
   InitOpen(exports, constants);
+  InitScan(exports, constants);
   InitStat(exports, constants);
   InitXattr(exports, constants);
 

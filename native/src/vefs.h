@@ -82,6 +82,7 @@ void InitLock(Napi::Object exports, Napi::Object constants);
 void InitMount(Napi::Object exports, Napi::Object constants);
 void InitNames(Napi::Object exports, Napi::Object constants);
 void InitOpen(Napi::Object exports, Napi::Object constants);
+void InitScan(Napi::Object exports, Napi::Object constants);
 void InitStat(Napi::Object exports, Napi::Object constants);
 void InitXattr(Napi::Object exports, Napi::Object constants);
 

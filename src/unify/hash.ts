@@ -13,7 +13,7 @@ import type { PendingFile, UnifyIndex } from './index.js';
 import { BENEATH, type Root } from './roots.js';
 
 const SEED = Buffer.alloc(4);
-const PAGE = 512;
+const PAGE = 2048;
 
 export const newHasher = (): InstanceType<typeof xxhash.XXHash128> => new xxhash.XXHash128(SEED);
 

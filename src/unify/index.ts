@@ -13,9 +13,8 @@
 // brings back what the last run saw there. Rows of ROOTs that a run was not
 // given stay, untouched, for a later run that names them again.
 import Database from 'better-sqlite3';
-import type { NativeStat } from '../../native/index.js';
 import type { Replaced } from './link.js';
-import type { DirVisit } from './scan.js';
+import type { DirVisit, FileStat } from './scan.js';
 import type { Root } from './roots.js';
 import type { XattrFacts } from './xattrs.js';
 
@@ -27,8 +26,7 @@ export const enum Kind { Eligible = 0, Metacopy = 1 }
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS roots(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS dirs(id INTEGER PRIMARY KEY, root INTEGER NOT NULL, rel TEXT NOT NULL,
-  seen INTEGER NOT NULL, UNIQUE(root, rel));
+CREATE TABLE IF NOT EXISTS dirs(id INTEGER PRIMARY KEY, root INTEGER NOT NULL, rel TEXT NOT NULL, UNIQUE(root, rel));
 CREATE TABLE IF NOT EXISTS files(id INTEGER PRIMARY KEY, dir INTEGER NOT NULL, name TEXT NOT NULL,
   dev INTEGER NOT NULL, ino INTEGER NOT NULL, nlink INTEGER NOT NULL, size INTEGER NOT NULL,
   mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
@@ -39,7 +37,6 @@ CREATE TABLE IF NOT EXISTS files(id INTEGER PRIMARY KEY, dir INTEGER NOT NULL, n
   content TEXT NOT NULL, meta TEXT NOT NULL, UNIQUE(dir, name));
 CREATE INDEX IF NOT EXISTS files_inode ON files(dev, ino);
 CREATE INDEX IF NOT EXISTS files_size ON files(dev, size);
-CREATE INDEX IF NOT EXISTS files_unhashed ON files(id) WHERE hash IS NULL;
 -- A path that unify replaced by a link, with the times it had: --revert gives
 -- them back (they differ from the kept inode's under --ignore-mtime).
 CREATE TABLE IF NOT EXISTS replaced(dir INTEGER NOT NULL, name TEXT NOT NULL,
@@ -66,8 +63,8 @@ interface StoredFile {
   meta: string;
 }
 
-const contentStamp = (st: NativeStat): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeSec}.${st.mtimeNsec}`;
-const metaStamp = (st: NativeStat): string => `${st.ctimeSec}.${st.ctimeNsec}:${st.nlink}`;
+const contentStamp = (st: FileStat): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeSec}.${st.mtimeNsec}`;
+const metaStamp = (st: FileStat): string => `${st.ctimeSec}.${st.ctimeNsec}:${st.nlink}`;
 
 export interface PendingFile {
   id: number; root: number; rel: string; name: string;
@@ -86,7 +83,6 @@ export interface Member {
 
 export class UnifyIndex {
   readonly db: Database.Database;
-  private gen = 0;
   private readonly rootIds = new Map<string, number>();
   private ownBatch = false;
   private readonly st;
@@ -97,16 +93,20 @@ export class UnifyIndex {
     // A crash loses at most the last transactions, which only cost a rehash.
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('temp_store = FILE');
+    // Dirty pages stay in memory until a commit instead of spilling to the WAL midway; bounded, so RSS is too.
+    this.db.pragma('cache_size = -32768');
     this.db.exec(SCHEMA);
     const version = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get();
     if (version === undefined) this.db.prepare(`INSERT INTO meta VALUES ('schema', ?)`).run(SCHEMA_VERSION);
     else if (version !== SCHEMA_VERSION) throw new Error(`unify index ${file} has schema ${version}, expected ${SCHEMA_VERSION}`);
     this.db.exec(`CREATE TEMP TABLE run_roots(root INTEGER PRIMARY KEY, template INTEGER NOT NULL)`);
+    // The directories this run's walk reached; a temporary table, so a rerun writes nothing for them.
+    this.db.exec(`CREATE TEMP TABLE visited(id INTEGER PRIMARY KEY)`);
     const db = this.db;
     this.st = {
-      dir: db.prepare(`SELECT id, seen FROM dirs WHERE root = ? AND rel = ?`),
-      addDir: db.prepare(`INSERT INTO dirs(root, rel, seen) VALUES (?, ?, ?)`),
-      seeDir: db.prepare(`UPDATE dirs SET seen = ? WHERE id = ?`),
+      dir: db.prepare(`SELECT id FROM dirs WHERE root = ? AND rel = ?`).pluck(),
+      addDir: db.prepare(`INSERT INTO dirs(root, rel) VALUES (?, ?)`),
+      visited: db.prepare(`INSERT INTO temp.visited VALUES (?)`),
       files: db.prepare(`SELECT id, name, content, meta FROM files WHERE dir = ?`),
       add: db.prepare(`INSERT INTO files(dir, name, dev, ino, nlink, size, mode, uid, gid, mtime_s, mtime_ns, ctime_s, ctime_ns, kind, xattrs, content, meta)
         VALUES (@dir, @name, @dev, @ino, @nlink, @size, @mode, @uid, @gid, @mtime_s, @mtime_ns, @ctime_s, @ctime_ns, @kind, @xattrs, @content, @meta)`),
@@ -117,6 +117,8 @@ export class UnifyIndex {
         ctime_ns = @ctime_ns, kind = @kind, xattrs = @xattrs, meta = @meta WHERE id = @id`),
       drop: db.prepare(`DELETE FROM files WHERE id = ?`),
       setHash: db.prepare(`UPDATE files SET hash = ? WHERE dev = ? AND ino = ? AND size = ? AND mtime_s = ? AND mtime_ns = ?`),
+      relinked: db.prepare(`UPDATE files SET ino = ?, nlink = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ?,
+        content = ?, meta = ? WHERE id IN (SELECT value FROM json_each(?))`),
       members: new Map<boolean, Database.Statement>(),
     };
   }
@@ -129,7 +131,6 @@ export class UnifyIndex {
 
   /** Starts a run over these ROOTs: the only ones its queries see. */
   beginRun(roots: Root[]): void {
-    this.gen = (this.db.prepare(`SELECT COALESCE(MAX(seen), 0) FROM dirs`).pluck().get() as number) + 1;
     this.db.exec(`DELETE FROM run_roots`);
     const addRoot = this.db.prepare(`INSERT INTO roots(path) VALUES (?) ON CONFLICT(path) DO UPDATE SET path = path RETURNING id`).pluck();
     for (const r of roots) {
@@ -163,38 +164,36 @@ export class UnifyIndex {
   /**
    * Brings one directory's rows up to date with what the walk saw; xattrs are
    * read (through xattrsOf) only for new files and files whose ctime moved.
-   * Answers how many files need their content hashed again.
+   * Answers how many rows changed.
    */
   syncDir(v: DirVisit, xattrsOf: (name: string) => XattrFacts): number {
     const rootId = this.rootId(v.root);
-    const found = this.st.dir.get(rootId, v.rel) as { id: number; seen: number } | undefined;
-    let dir: number;
-    if (found === undefined) dir = Number(this.st.addDir.run(rootId, v.rel, this.gen).lastInsertRowid);
-    else {
-      dir = found.id;
-      if (found.seen !== this.gen) this.st.seeDir.run(this.gen, dir);
-    }
+    const found = this.st.dir.get(rootId, v.rel) as number | undefined;
+    const dir = found ?? Number(this.st.addDir.run(rootId, v.rel).lastInsertRowid);
+    this.st.visited.run(dir);
     const stored = new Map<string, StoredFile>();
     if (found !== undefined) for (const row of this.st.files.all(dir) as StoredFile[]) stored.set(row.name, row);
-    let rehash = 0;
+    let changed = stored.size;
     for (const { name, st } of v.files) {
       const old = stored.get(name);
       stored.delete(name);
       if (old !== undefined && old.content === contentStamp(st)) {
         // Same version of the content; a moved ctime may mean other xattrs, mode or owner.
         if (old.meta !== metaStamp(st)) this.st.touch.run(this.row(dir, name, st, xattrsOf(name), old.id));
+        else changed--;
         continue;
       }
       const row = this.row(dir, name, st, xattrsOf(name), old?.id);
-      if (old === undefined) this.st.add.run(row);
-      else this.st.replace.run(row);
-      rehash++;
+      if (old === undefined) {
+        this.st.add.run(row);
+        changed++;
+      } else this.st.replace.run(row);
     }
     for (const gone of stored.values()) this.st.drop.run(gone.id);
-    return rehash;
+    return changed;
   }
 
-  private row(dir: number, name: string, st: NativeStat, x: XattrFacts, id?: number) {
+  private row(dir: number, name: string, st: FileStat, x: XattrFacts, id?: number) {
     return {
       id, dir, name, dev: i64(st.dev), ino: i64(st.ino), nlink: st.nlink, size: st.size, mode: st.mode, uid: st.uid,
       gid: st.gid, mtime_s: st.mtimeSec, mtime_ns: st.mtimeNsec, ctime_s: st.ctimeSec, ctime_ns: st.ctimeNsec,
@@ -204,7 +203,7 @@ export class UnifyIndex {
 
   /** Forgets directories of this run's ROOTs that the walk no longer reached (removed, or excluded now). */
   pruneUnseen(): number {
-    const stale = `SELECT id FROM dirs WHERE root IN (SELECT root FROM run_roots) AND seen != ${this.gen}`;
+    const stale = `SELECT id FROM dirs WHERE root IN (SELECT root FROM run_roots) AND id NOT IN (SELECT id FROM temp.visited)`;
     const n = this.db.prepare(`DELETE FROM files WHERE dir IN (${stale})`).run().changes;
     this.db.prepare(`DELETE FROM replaced WHERE dir IN (${stale})`).run();
     this.db.prepare(`DELETE FROM dirs WHERE id IN (${stale})`).run();
@@ -297,14 +296,9 @@ export class UnifyIndex {
   }
 
   /** After a group was linked: these names now show the kept inode. */
-  relinked(ids: number[], st: NativeStat): void {
-    const update = this.db.prepare(`UPDATE files SET ino = ?, nlink = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ?,
-      content = ?, meta = ? WHERE id = ?`);
-    const content = contentStamp(st);
-    const meta = metaStamp(st);
-    this.db.transaction(() => {
-      for (const id of ids) update.run(i64(st.ino), st.nlink, st.mtimeSec, st.mtimeNsec, st.ctimeSec, st.ctimeNsec, content, meta, id);
-    })();
+  relinked(ids: number[], st: FileStat): void {
+    this.st.relinked.run(i64(st.ino), st.nlink, st.mtimeSec, st.mtimeNsec, st.ctimeSec, st.ctimeNsec, contentStamp(st), metaStamp(st),
+      JSON.stringify(ids));
   }
 
   /** Replaced names keep the times they had, for --revert. */
@@ -330,6 +324,22 @@ export class UnifyIndex {
     if (dir === undefined) return;
     this.db.prepare(`DELETE FROM replaced WHERE dir = ? AND name = ?`).run(dir, name);
     this.db.prepare(`DELETE FROM files WHERE dir = ? AND name = ?`).run(dir, name);
+  }
+
+  /**
+   * What a run that left nothing to do recorded: with the same ROOTs and
+   * options (sig) and nothing changed since, the next run need not group.
+   */
+  settled(sig: string): { groups: number; alreadyLinked: number } | null {
+    const v = this.db.prepare(`SELECT value FROM meta WHERE key = 'settled'`).pluck().get() as string | undefined;
+    if (v === undefined) return null;
+    const r = JSON.parse(v) as { sig: string; groups: number; alreadyLinked: number };
+    return r.sig === sig ? r : null;
+  }
+
+  setSettled(value: { sig: string; groups: number; alreadyLinked: number } | null): void {
+    if (value === null) this.db.prepare(`DELETE FROM meta WHERE key = 'settled'`).run();
+    else this.db.prepare(`INSERT OR REPLACE INTO meta VALUES ('settled', ?)`).run(JSON.stringify(value));
   }
 
   startRun(id: string): void {

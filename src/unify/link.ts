@@ -61,6 +61,8 @@ export interface LinkContext {
   tempName(): string;
   /** Descriptors being closed; the caller awaits them now and then. */
   closing: Promise<void>[];
+  /** Targets left for another run (changed, busy, refused at the last moment). */
+  transient: number;
 }
 
 /** Target inodes of one group verified at a time (each holds a descriptor and a lease until linked). */
@@ -77,6 +79,7 @@ interface Open {
 
 const skip = (ctx: LinkContext, why: SkipReason, n = 1): void => {
   ctx.counts.skipped[why] = (ctx.counts.skipped[why] ?? 0) + n;
+  ctx.transient += n;
 };
 
 const rootOf = (ctx: LinkContext, m: Member): Root => ctx.roots.get(m.root)!;
@@ -151,25 +154,32 @@ function openInode(ctx: LinkContext, g: GroupKey, inode: PlanInode, allNamesKnow
   return o;
 }
 
-/** Steps 1 to 3 for one target: an open, leased, verified target, or null. */
-async function verifyTarget(ctx: LinkContext, g: GroupKey, master: Open, masterFacts: FileFacts, inode: PlanInode): Promise<Open | null> {
+/** Steps 1 and 2 for one target: open, leased, the predicate holds on live metadata; else null. */
+function prepareTarget(ctx: LinkContext, g: GroupKey, masterFacts: FileFacts, inode: PlanInode): Open | null {
   const t = openInode(ctx, g, inode, true);
   if (t === null) return null;
   const refusal = mayLink(masterFacts, facts(t.fd, t.st), ctx.predicate);
-  let why: SkipReason | null = refusal;
-  if (why === null) {
-    const counts = { bytes: 0 };
-    const verdict = await compareBytes(master.fd, t.fd, g.size, t.leased && master.leased, counts);
-    ctx.counts.bytesRead += counts.bytes;
-    const now = native.fstat(t.fd);
-    if (verdict === 'writer-waiting' || !leaseHeld(t)) why = 'writer-waiting';
-    else if (now.size !== t.st.size || now.mtimeSec !== t.st.mtimeSec || now.mtimeNsec !== t.st.mtimeNsec) why = 'changed';
-    else if (verdict !== 'same') why = 'content-differs';
-  }
-  if (why === null) return t;
-  skip(ctx, why);
+  if (refusal === null) return t;
+  skip(ctx, refusal);
   release(ctx, t);
   return null;
+}
+
+/** Step 3 for a batch of prepared targets: equal bytes, and unchanged since (a re-stat). */
+async function verifyTargets(ctx: LinkContext, g: GroupKey, master: Open, targets: Open[]): Promise<Open[]> {
+  const counts = { bytes: 0 };
+  const verdicts = await compareBytes(master.fd, targets.map((t) => t.fd), g.size, !ctx.dryRun, counts);
+  ctx.counts.bytesRead += counts.bytes;
+  return targets.filter((t, i) => {
+    const now = native.fstat(t.fd);
+    const why: SkipReason | null = verdicts[i] === 'writer-waiting' || !leaseHeld(t) ? 'writer-waiting'
+      : now.size !== t.st.size || now.mtimeSec !== t.st.mtimeSec || now.mtimeNsec !== t.st.mtimeNsec ? 'changed'
+        : verdicts[i] !== 'same' ? 'content-differs' : null;
+    if (why === null) return true;
+    skip(ctx, why);
+    release(ctx, t);
+    return false;
+  });
 }
 
 export interface Replaced {
@@ -252,8 +262,11 @@ function linkUnit(ctx: LinkContext, u: Unit): void {
       }
       ctx.counts.linksMade++;
       u.kept.get(u.current)!.push(m.id);
-      u.replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
-        atimeSec: t.st.atimeSec, atimeNsec: t.st.atimeNsec });
+      // Only a name whose own mtime differed (--ignore-mtime) needs it remembered for --revert.
+      if (t.st.mtimeSec !== u.current.st.mtimeSec || t.st.mtimeNsec !== u.current.st.mtimeNsec) {
+        u.replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
+          atimeSec: t.st.atimeSec, atimeNsec: t.st.atimeNsec });
+      }
     }
   }
 }
@@ -341,9 +354,9 @@ export async function linkInto(ctx: LinkContext, linker: Linker | null, g: Group
   try {
     const masterFacts = facts(master.fd, master.st);
     for (let i = 0; i < targets.length; i += VERIFY_CHUNK) {
-      // Compared in parallel: each comparison runs on a pool thread.
-      const verified = await Promise.all(targets.slice(i, i + VERIFY_CHUNK).map((inode) => verifyTarget(ctx, g, unit.current, masterFacts, inode)));
-      unit.targets = verified.filter((t): t is Open => t !== null);
+      const prepared = targets.slice(i, i + VERIFY_CHUNK).map((inode) => prepareTarget(ctx, g, masterFacts, inode))
+        .filter((t): t is Open => t !== null);
+      unit.targets = await verifyTargets(ctx, g, master, prepared);
       if (unit.targets.length === 0) continue;
       if (linker === null) {
         for (const t of unit.targets) {

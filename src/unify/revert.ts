@@ -1,11 +1,11 @@
 // --revert: every path under the ROOTs that names a unified inode (immutable,
 // more than one name) gets its own private, writable copy again, with the
-// inode's owner, mode and xattrs and the times the path had before unify
-// replaced it (the index remembers them; under --ignore-mtime they differ
-// from the kept inode's). When all of an inode's names are under the ROOTs,
-// one of them keeps the inode (a template's name first, else one unify did
-// not replace), which then has a single name and loses the flag; an inode
-// that also has names elsewhere stays unified for those.
+// inode's owner, mode, xattrs and times, except that a path which had
+// another mtime (linked under --ignore-mtime) gets its own mtime and atime
+// back from the index. When all of an inode's names are under the ROOTs, one
+// of them keeps the inode (a template's name first), which then has a single
+// name and loses the flag; an inode that also has names elsewhere stays
+// unified for those.
 //
 // Each copy is built beside its path under a temporary name (data with holes
 // kept, then owner, mode, xattrs, times) and renamed over the path inside
@@ -84,8 +84,7 @@ async function revertInode(index: UnifyIndex, roots: Map<number, Root>, names: N
     if (st.nlink < 2 || !isImmutable(inodeFlags(fd))) return;
     let copies = names;
     if (names.length === st.nlink) {
-      const keeper = names.find((n) => n.template)
-        ?? names.find((n) => index.replacedTimes(n.root, n.rel, n.name) === undefined) ?? first;
+      const keeper = names.find((n) => n.template) ?? first;
       copies = names.filter((n) => n !== keeper);
     }
     counts.inodes++;

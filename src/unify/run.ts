@@ -147,11 +147,12 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     };
     const revertVisit = opts.revert ? collectShared(idx) : null;
     let dirsInBatch = 0;
+    let changed = 0;
     const visit = (v: DirVisit): void => {
       if (dirsInBatch++ === 0) idx.batch();
       if (revertVisit) revertVisit(v);
-      else idx.syncDir(v, (name) => pathXattrs(`/proc/self/fd/${v.fd}/${name}`));
-      if (dirsInBatch === 256) {
+      else changed += idx.syncDir(v, (name) => pathXattrs(`/proc/self/fd/${v.fd}/${name}`));
+      if (dirsInBatch === 2048) {
         idx.commit();
         dirsInBatch = 0;
       }
@@ -170,19 +171,29 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       state.phase = 'reverting';
       await revertShared(idx, rootsById, dryRun, tempName, reverted);
     } else {
-      idx.pruneUnseen();
-      state.phase = 'hashing';
-      if (opts.progress) pendingBytes = idx.pendingBytes();
-      const concurrency = opts.concurrency ?? 8;
-      await hashPending(idx, rootsById, concurrency, hashed);
-      phases.hash = elapsed(started);
-      groups = idx.buildGroups(opts.ignoreMtime ?? false);
-      groupsToLink = idx.groupsToLinkCount();
-      phases.group = elapsed(started);
-      state.phase = 'linking';
-      const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false }, counts: linked, tempName, closing: [] };
-      await linkGroups(ctx, roots, opts.linkMax, () => groupsDone++);
-      phases.link = elapsed(started);
+      changed += idx.pruneUnseen() + leftoversRemoved;
+      // The same ROOTs and options as a run that left nothing to do, and nothing changed since: nothing to do.
+      const sig = JSON.stringify([roots.map((r) => [idx.rootId(r), r.template]), opts.ignoreMtime ?? false, opts.linkMax ?? null]);
+      const settled = changed === 0 ? idx.settled(sig) : null;
+      if (settled !== null) groups = settled;
+      else {
+        idx.setSettled(null);
+        state.phase = 'hashing';
+        if (opts.progress) pendingBytes = idx.pendingBytes();
+        const concurrency = opts.concurrency ?? 8;
+        await hashPending(idx, rootsById, concurrency, hashed);
+        phases.hash = elapsed(started);
+        groups = idx.buildGroups(opts.ignoreMtime ?? false);
+        groupsToLink = idx.groupsToLinkCount();
+        phases.group = elapsed(started);
+        state.phase = 'linking';
+        const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false },
+          counts: linked, tempName, closing: [], transient: 0 };
+        await linkGroups(ctx, roots, opts.linkMax, () => groupsDone++);
+        phases.link = elapsed(started);
+        // Every planned link made and nothing left to retry: the index now describes a settled state.
+        if (ctx.transient === 0 && hashed.stale === 0) idx.setSettled({ sig, ...groups, alreadyLinked: groups.alreadyLinked + linked.linksMade });
+      }
     }
     idx.finishRun(runId);
     const s = sectionStats();

@@ -8,14 +8,29 @@
 // '..', no other mount), so a VE that swaps a directory for a symlink cannot
 // send the walk outside its tree, and mounts below a ROOT (a VE's /proc) are
 // skipped: unify never crosses filesystems.
-import { native, C, type NativeStat, type NativeError } from '../../native/index.js';
+import { native, C, type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import type { Matcher } from './exclude.js';
 import { BENEATH, type Root } from './roots.js';
 
+/** What the walk learns of a file, and all the index keeps of it. */
+export interface FileStat {
+  dev: bigint;
+  ino: bigint;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+}
+
 export interface ScannedFile {
   name: string;
-  st: NativeStat;
+  st: FileStat;
 }
 
 export interface DirVisit {
@@ -59,15 +74,6 @@ function openDir(root: Root, rel: string): number | null {
   }
 }
 
-function lstatAt(fd: number, name: string): NativeStat | null {
-  try {
-    return native.fstatat(fd, name, C.AT_SYMLINK_NOFOLLOW);
-  } catch (err) {
-    if ((err as NativeError).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
 export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisit) => void,
   counts: ScanCounts, leftovers: Leftover[]): Promise<void> {
   const stack = ['/'];
@@ -78,26 +84,31 @@ export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisi
     try {
       const files: ScannedFile[] = [];
       const subdirs: string[] = [];
-      for (const e of native.getdents(fd)) {
-        const path = child(rel, e.name);
-        if (e.type === C.DT_DIR) {
+      const { names, types, stats, ids } = native.scanDir(fd);
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        const type = types[i]!;
+        if (type === C.DT_DIR) {
+          const path = child(rel, name);
           if (!opts.exclude(path)) subdirs.push(path);
           continue;
         }
-        if (e.type !== C.DT_REG && e.type !== C.DT_UNKNOWN) continue;
-        if (opts.isLeftover(e.name)) {
-          leftovers.push({ root, rel, name: e.name });
+        if (type !== C.DT_REG) continue;
+        if (opts.isLeftover(name)) {
+          leftovers.push({ root, rel, name });
           continue;
         }
-        const st = lstatAt(fd, e.name);
-        if (st === null) continue;
-        const type = st.mode & C.S_IFMT;
-        if (type === C.S_IFDIR) {
-          if (!opts.exclude(path)) subdirs.push(path);
-        } else if (type === C.S_IFREG && st.size >= opts.minSize && st.size > 0 && !opts.exclude(path)) {
-          files.push({ name: e.name, st });
-          counts.bytes += st.size;
-        }
+        const size = stats[i * 9 + 4]!;
+        if (size < opts.minSize || size === 0 || opts.exclude(child(rel, name))) continue;
+        const s = i * 9;
+        files.push({
+          name,
+          st: {
+            dev: ids[i * 2]!, ino: ids[i * 2 + 1]!, mode: stats[s]!, nlink: stats[s + 1]!, uid: stats[s + 2]!, gid: stats[s + 3]!,
+            size, mtimeSec: stats[s + 5]!, mtimeNsec: stats[s + 6]!, ctimeSec: stats[s + 7]!, ctimeNsec: stats[s + 8]!,
+          },
+        });
+        counts.bytes += size;
       }
       counts.files += files.length;
       visit({ root, rel, fd, files });
