@@ -64,8 +64,9 @@ test('a write breaks the link: the writer gets its own copy, the other VE keeps 
   t.false(immutable(join(privs[0], LIB)));
   t.is(statSync(join(privs[1], LIB)).nlink, 1);
   t.is(readFileSync(join(mnts[1], LIB), 'utf8'), 'shared library bytes\n');
-  // Left with one name, the inode is no longer shared: writable again, as section.ts documents.
-  t.false(existsSync(join(s.stateDir, 'unify-section.journal')));
+  // Nothing is left to repair: the section's journal is empty between sections (section.ts).
+  const journal = join(s.stateDir, 'unify-section.journal');
+  t.true(!existsSync(journal) || statSync(journal).size === 0);
 });
 
 test('chmod and touch break the link too; the other VE sees no change', async (t) => {
