@@ -15,7 +15,7 @@ import { umount as vefsUmount } from '../src/vefs/umount.js';
 /** One VE root's directories. */
 export interface Root {
   template: string;
-  /** What the raw backend shows: its own copy of the template. */
+  /** What the raw backend shows: its own tree of the template (bench/template.ts, rawTree). */
   rawCopy: string;
   privateDir: string;
   workDir: string;
@@ -63,7 +63,7 @@ const missing = async (command: string, pkg: string): Promise<string | null> =>
 const raw: Backend = {
   id: 'raw',
   kind: 'limit',
-  how: 'a plain copy of the template on the same filesystem, bind-mounted: no union at all',
+  how: 'the template\'s tree on the same filesystem (hard links; real copies of files written in place), bind-mounted: no union at all',
   unavailable: async () => null,
   version: async () => `kernel ${release()}`,
   async mount(r) {

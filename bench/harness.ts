@@ -4,8 +4,8 @@
 // its copy of the template with the sample's output removed), so samples are
 // independent; runs are interleaved backend by backend, each run starting
 // with the next backend, so a drift of the machine touches every backend
-// alike. Every mount is taken down on failure and on SIGINT/SIGTERM, and the
-// VEFS server of the run is stopped.
+// alike. Every mount is taken down on failure and on SIGINT/SIGTERM/SIGHUP,
+// and the VEFS server of the run is stopped.
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,7 +17,7 @@ import { describeMachine } from './machine.js';
 import { Progress } from './progress.js';
 import { writeReport, type BenchResult, type GroupResult, type Sample } from './report.js';
 import { median } from './stats.js';
-import { buildTemplate, copyTemplate } from './template.js';
+import { buildTemplate, rawTree } from './template.js';
 import { OUT, type Context, type Group, type Sizes, type Workload } from './types.js';
 
 export const FULL: Sizes = {
@@ -66,6 +66,8 @@ export class Interrupted extends Error {}
 const HOST_TOOLS = [['fio', '--version'], ['find', '--version'], ['du', '--version'], ['ls', '--version'], ['tar', '--version'],
   ['dd', '--version'], ['rm', '--version'], ['mkdir', '--version'], ['sync', '--version'], ['sh', '-c', ':'],
   ['chroot', '--version'], ['fincore', '--version'], [process.execPath, '-e', '0']];
+
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 const TMPFS_MAGIC = 0x01021994;
 const RESULTS = fileURLToPath(new URL('../../bench/results', import.meta.url));
@@ -141,8 +143,12 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
     progress.log(`${sig}: stopping; unmounting every VE root of the run`);
     killChildren();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // A closed terminal or a reader that went away (`vefs bench | head`) must not
+  // kill the run before it has taken its mounts down.
+  const ignore = (): void => undefined;
+  process.stderr.on('error', ignore);
+  process.stdout.on('error', ignore);
+  for (const sig of SIGNALS) process.on(sig, onSignal);
   let completed = false;
   const check = (): void => {
     if (interrupted) throw new Interrupted(`interrupted by ${interrupted}`);
@@ -158,7 +164,7 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
     const rawCopy = join(scratch, 'raw');
     const built = await buildTemplate(template, join(scratch, 'tree.tar'), sizes, active);
     check();
-    if (usable.some((b) => b.id === 'raw')) await copyTemplate(template, rawCopy);
+    if (usable.some((b) => b.id === 'raw')) await rawTree(template, rawCopy, active.flatMap((g) => g.inPlace ?? []));
     check();
 
     const roots = (n: number): Root[] => Array.from({ length: n }, (_, k) => ({
@@ -185,7 +191,7 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
     const dropCaches = async (): Promise<void> => {
       await run('sync', []);
       writeFileSync('/proc/sys/vm/drop_caches', '3\n');
-      for (const [file, ...args] of hostTools) await run(file, args);
+      await Promise.all(hostTools.map(([file, ...args]) => run(file, args)));
     };
 
     const sample = async (w: Workload, b: Backend, index: number): Promise<Sample> => {
@@ -297,8 +303,9 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
       }
     }
     for (const b of usable) await b.finish?.().catch((e: Error) => problems.push(`${b.id}: ${e.message}`));
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of SIGNALS) process.off(sig, onSignal);
+    process.stderr.off('error', ignore);
+    process.stdout.off('error', ignore);
     if (previousState === undefined) delete process.env.VEFS_STATE_DIR;
     else process.env.VEFS_STATE_DIR = previousState;
     rmSync(scratch, { recursive: true, force: true });

@@ -84,6 +84,8 @@ export interface Group {
   method: string;
   /** Commands the group cannot run without; a missing one skips the group with a note. */
   tools?: string[];
+  /** Template files that its workloads write in place: the raw backend's tree has real copies of them. */
+  inPlace?: string[];
   /** Adds what the group needs to the template (built once per run, before any mount). */
   template?(spec: TemplateSpec): Promise<void>;
   workloads(sizes: Sizes): Workload[];

@@ -20,6 +20,7 @@ export const data: Group = {
     + 'Copy-up is the wall time of dd writing 4 KiB into the large template file and fsyncing it (fio would add its own start-up, '
     + 'about 0.3 s of polling, to a figure that is all open and copy); on raw that is an in-place write, the floor.',
   tools: ['fio', 'dd'],
+  inPlace: [LARGE],
   async template({ dir, sizes }) {
     mkdirSync(join(dir, 'srv/data'), { recursive: true });
     fillFile(join(dir, LARGE), sizes.largeBytes);
