@@ -572,6 +572,31 @@ test('compareFiles compares targets with a master on the pool, reading it once, 
   t.throws(() => native.compareFiles(a, [b, 'x' as unknown as number], 10, false), { instanceOf: TypeError });
 });
 
+test('scanDir lists a directory with the statx of its regular files, packed', (t) => {
+  const dir = tempDir(t);
+  fs.writeFileSync(path.join(dir, 'f'), 'hello');
+  fs.mkdirSync(path.join(dir, 'd'));
+  fs.symlinkSync('f', path.join(dir, 'l'));
+  const odd = Buffer.from([0x6f, 0xff]);
+  fs.writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), odd]), 'x');
+  const fd = openDir(t, dir);
+  const r = native.scanDir(fd);
+  const at = (name: string): number => r.names.indexOf(name);
+  t.deepEqual([...r.names].sort(), ['d', 'f', 'l', odd.toString('latin1')].sort());
+  t.is(r.types[at('d')], C.DT_DIR);
+  t.is(r.types[at('l')], C.DT_LNK);
+  t.is(r.types[at('f')], C.DT_REG);
+  const st = fs.statSync(path.join(dir, 'f'), { bigint: true });
+  const i = at('f');
+  t.is(r.stats[i * 9]!, Number(st.mode));
+  t.is(r.stats[i * 9 + 4]!, 5);
+  t.is(r.stats[i * 9 + 5]! * 1e9 + r.stats[i * 9 + 6]!, Number(st.mtimeNs));
+  t.is(r.ids[i * 2 + 1], st.ino);
+  t.is(r.ids[i * 2], st.dev);
+  t.is(r.stats[at('d') * 9], 0, 'directories are not stat\'ed');
+  t.is(r.types[at(odd.toString('latin1'))], C.DT_REG);
+});
+
 test('nameToHandleAt/openByHandleAt reach an inode after its name moved', (t) => {
   const dir = tempDir(t);
   fs.writeFileSync(path.join(dir, 'a'), 'x');

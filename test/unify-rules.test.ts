@@ -4,7 +4,7 @@
 import test from 'ava';
 import { C } from '../native/index.js';
 import { DEFAULT_EXCLUDES, excluder } from '../src/unify/exclude.js';
-import type { Member } from '../src/unify/index.js';
+import type { Member } from '../src/unify/groups.js';
 import { planGroup } from '../src/unify/plan.js';
 import { mayLink, type FileFacts, type Refusal } from '../src/unify/predicate.js';
 import { keepsFlag } from '../src/unify/section.js';

@@ -159,8 +159,9 @@ test('a hash collision is caught by the byte comparison', async (t) => {
   await unifyJson(state, '--template', tpl, ...ves);
   const Database = (await import('better-sqlite3')).default;
   const db = new Database(path.join(state, 'unify.db'));
-  const hash = db.prepare(`SELECT hash FROM files WHERE name = 'liby.so' AND hash IS NOT NULL LIMIT 1`).pluck().get();
-  db.prepare(`UPDATE files SET hash = ? WHERE name = 'liby.so'`).run(hash);
+  const hash = db.prepare(`SELECT i.hash FROM inodes i JOIN files f ON f.dev = i.dev AND f.ino = i.ino
+    WHERE f.name = 'liby.so' AND i.hash IS NOT NULL LIMIT 1`).pluck().get();
+  db.prepare(`UPDATE inodes SET hash = ? WHERE (dev, ino) IN (SELECT dev, ino FROM files WHERE name = 'liby.so')`).run(hash);
   // As if the colliding hashes had just been computed: the run that hashes files always groups them.
   db.prepare(`DELETE FROM meta WHERE key = 'settled'`).run();
   db.close();

@@ -9,13 +9,41 @@ import xxhash from 'xxhash-addon';
 import { native, C, type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import { CHUNK, giveBuffer, readAt, SYNC_MAX, takeBuffer } from './io.js';
-import type { PendingFile, UnifyIndex } from './index.js';
+import type { GroupQueries, PendingFile } from './groups.js';
+import type { UnifyIndex } from './index.js';
 import { BENEATH, type Root } from './roots.js';
 
 const SEED = Buffer.alloc(4);
 const PAGE = 2048;
 
-export const newHasher = (): InstanceType<typeof xxhash.XXHash128> => new xxhash.XXHash128(SEED);
+type Hasher = InstanceType<typeof xxhash.XXHash128>;
+
+// A hasher holds native memory that V8 does not see; one per file would
+// pile up tens of megabytes between collections. They are reused instead.
+const hashers: Hasher[] = [];
+
+/** Runs fn with a fresh XXH128 state and answers its digest. */
+export function withHasher(fn: (h: Hasher) => Promise<boolean>): Promise<Buffer | null>;
+export function withHasher(fn: (h: Hasher) => void): Buffer;
+export function withHasher(fn: (h: Hasher) => void | Promise<boolean>): Buffer | Promise<Buffer | null> {
+  const h = hashers.pop() ?? new xxhash.XXHash128(SEED);
+  h.reset();
+  const done = (): Buffer => {
+    const digest = h.digest();
+    hashers.push(h);
+    return digest;
+  };
+  const r = fn(h);
+  if (r === undefined) return done();
+  return r.then((ok) => {
+    if (ok) return done();
+    hashers.push(h);
+    return null;
+  }, (err: unknown) => {
+    hashers.push(h);
+    throw err;
+  });
+}
 
 export interface HashCounts {
   files: number;
@@ -30,17 +58,17 @@ export function openBeneath(root: Root, rel: string, name: string): number {
     C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME | C.O_NONBLOCK, 0, BENEATH);
 }
 
-async function hashFd(fd: number, size: number, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
-  const h = newHasher();
-  let pos = 0;
-  while (pos < size) {
-    const bytesRead = await readAt(fd, buf, Math.min(CHUNK, size - pos), pos);
-    if (bytesRead === 0) return null;
-    h.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-    counts.bytes += bytesRead;
-  }
-  return h.digest();
+function hashFd(fd: number, size: number, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
+  return withHasher(async (h) => {
+    for (let pos = 0; pos < size;) {
+      const bytesRead = await readAt(fd, buf, Math.min(CHUNK, size - pos), pos);
+      if (bytesRead === 0) return false;
+      h.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+      counts.bytes += bytesRead;
+    }
+    return true;
+  });
 }
 
 async function hashOne(f: PendingFile, root: Root, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
@@ -65,7 +93,7 @@ async function hashOne(f: PendingFile, root: Root, buf: Buffer, counts: HashCoun
 }
 
 /** Hashes every pending file of the run; onProgress is called as bytes are read. */
-export async function hashPending(index: UnifyIndex, rootsById: Map<number, Root>, concurrency: number,
+export async function hashPending(index: UnifyIndex, queries: GroupQueries, rootsById: Map<number, Root>, concurrency: number,
   counts: HashCounts): Promise<void> {
   const queue = new PQueue({ concurrency });
   let failure: unknown;
@@ -73,19 +101,15 @@ export async function hashPending(index: UnifyIndex, rootsById: Map<number, Root
   const flush = (): void => {
     const batch = done;
     done = [];
-    index.db.transaction(() => { for (const d of batch) index.setHash(d.f, d.hash); })();
+    index.db.transaction(() => { for (const d of batch) queries.setHash(d.f, d.hash); })();
   };
-  let after = 0;
+  let after: [bigint, bigint] = [0n, 0n];
   for (;;) {
-    const page = index.pending(after, PAGE);
+    const page = queries.pending(after, PAGE);
     if (page.length === 0) break;
-    after = page[page.length - 1]!.id;
-    const seen = new Set<string>();
+    const last = page[page.length - 1]!;
+    after = [last.dev, last.ino];
     for (const f of page) {
-      // Another name of an inode already read in this page gets its hash with it.
-      const inode = `${f.dev}:${f.ino}`;
-      if (seen.has(inode)) continue;
-      seen.add(inode);
       const task = async (): Promise<void> => {
         const buf = takeBuffer();
         try {

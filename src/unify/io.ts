@@ -10,7 +10,7 @@ const readAsync = promisify(read);
 
 /** At most this many bytes are read synchronously in one call. */
 export const SYNC_MAX = 256 * 1024;
-export const CHUNK = 1024 * 1024;
+export const CHUNK = 256 * 1024;
 
 /** Reads up to len bytes at pos into buf; answers how many came. */
 export async function readAt(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {

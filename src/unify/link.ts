@@ -29,7 +29,8 @@ import { beneath, child } from './bytes.js';
 import { keepingDirTimes } from './dirtimes.js';
 import { inodeFlags, isImmutable, setImmutable } from './flags.js';
 import { openBeneath } from './hash.js';
-import type { GroupKey, Member, UnifyIndex } from './index.js';
+import type { GroupKey, Member } from './groups.js';
+import type { UnifyIndex } from './index.js';
 import type { PlanInode } from './plan.js';
 import { mayLink, type FileFacts, type PredicateOptions } from './predicate.js';
 import { BENEATH, type Root } from './roots.js';
@@ -231,7 +232,10 @@ interface Unit {
   /** The master in effect; after EMLINK, the target that took over. */
   current: Open;
   masters: Open[];
-  kept: Map<Open, number[]>;
+  /** Names each master gained. */
+  added: Map<Open, number[]>;
+  /** Inodes of targets that lost all their names. */
+  gone: bigint[];
   targets: Open[];
   replaced: Replaced[];
 }
@@ -253,7 +257,7 @@ function linkUnit(ctx: LinkContext, u: Unit): void {
         skip(ctx, 'link-limit');
         u.current = t;
         u.masters.push(t);
-        u.kept.set(t, names.slice(k).map((n) => n.id));
+        u.added.set(t, []);
         break;
       }
       if (outcome !== 'done') {
@@ -261,7 +265,7 @@ function linkUnit(ctx: LinkContext, u: Unit): void {
         continue;
       }
       ctx.counts.linksMade++;
-      u.kept.get(u.current)!.push(m.id);
+      u.added.get(u.current)!.push(m.id);
       // Only a name whose own mtime differed (--ignore-mtime) needs it remembered for --revert.
       if (t.st.mtimeSec !== u.current.st.mtimeSec || t.st.mtimeNsec !== u.current.st.mtimeNsec) {
         u.replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
@@ -278,6 +282,7 @@ function settle(ctx: LinkContext, u: Unit): void {
     if (native.fstat(t.fd).nlink === 0) {
       // Nameless now: a writer that opened it late must fail, not write into the void.
       setImmutable(t.fd, true);
+      u.gone.push(t.st.ino);
       ctx.counts.inodesReclaimed++;
       ctx.counts.bytesReclaimed += u.g.size;
     }
@@ -350,7 +355,7 @@ export async function linkInto(ctx: LinkContext, linker: Linker | null, g: Group
     skip(ctx, 'changed', targets.length);
     return;
   }
-  const unit: Unit = { g, current: master, masters: [master], kept: new Map([[master, masterInode.names.map((n) => n.id)]]), targets: [], replaced: [] };
+  const unit: Unit = { g, current: master, masters: [master], added: new Map([[master, []]]), gone: [], targets: [], replaced: [] };
   try {
     const masterFacts = facts(master.fd, master.st);
     for (let i = 0; i < targets.length; i += VERIFY_CHUNK) {
@@ -372,7 +377,7 @@ export async function linkInto(ctx: LinkContext, linker: Linker | null, g: Group
     }
     if (linker !== null) {
       ctx.index.rememberReplaced(unit.replaced);
-      for (const m of unit.masters) ctx.index.relinked(unit.kept.get(m)!, native.fstat(m.fd));
+      unit.masters.forEach((m, i) => ctx.index.linked(native.fstat(m.fd), unit.added.get(m)!, i === 0 ? unit.gone : []));
     }
   } finally {
     for (const t of unit.targets) release(ctx, t);

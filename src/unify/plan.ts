@@ -12,7 +12,7 @@
 // - No inode is planned beyond the filesystem's link limit: when the kept
 //   inode is full, the next inode becomes the kept one of a new group, so
 //   a rerun finds nothing to do.
-import type { Member } from './index.js';
+import type { Member } from './groups.js';
 
 export interface PlanInode {
   ino: bigint;

@@ -12,6 +12,7 @@ import { stateDir } from '../vefs/state.js';
 import { beneath, child, shown } from './bytes.js';
 import { UnifyError } from './errors.js';
 import { DEFAULT_EXCLUDES, excluder } from './exclude.js';
+import { GroupQueries } from './groups.js';
 import { hashPending, type HashCounts } from './hash.js';
 import { UnifyIndex } from './index.js';
 import { Linker, linkInto, type LinkContext, type LinkCounts } from './link.js';
@@ -179,17 +180,18 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       else {
         idx.setSettled(null);
         state.phase = 'hashing';
-        if (opts.progress) pendingBytes = idx.pendingBytes();
+        const queries = new GroupQueries(idx);
+        if (opts.progress) pendingBytes = queries.pendingBytes();
         const concurrency = opts.concurrency ?? 8;
-        await hashPending(idx, rootsById, concurrency, hashed);
+        await hashPending(idx, queries, rootsById, concurrency, hashed);
         phases.hash = elapsed(started);
-        groups = idx.buildGroups(opts.ignoreMtime ?? false);
-        groupsToLink = idx.groupsToLinkCount();
+        groups = queries.build(opts.ignoreMtime ?? false);
+        groupsToLink = queries.toLinkCount();
         phases.group = elapsed(started);
         state.phase = 'linking';
         const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false },
           counts: linked, tempName, closing: [], transient: 0 };
-        await linkGroups(ctx, roots, opts.linkMax, () => groupsDone++);
+        await linkGroups(ctx, queries, roots, opts.linkMax, () => groupsDone++);
         phases.link = elapsed(started);
         // Every planned link made and nothing left to retry: the index now describes a settled state.
         if (ctx.transient === 0 && hashed.stale === 0) idx.setSettled({ sig, ...groups, alreadyLinked: groups.alreadyLinked + linked.linksMade });
@@ -240,7 +242,8 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
  */
 const GROUPS_IN_FLIGHT = 16;
 
-async function linkGroups(ctx: LinkContext, roots: Root[], linkMaxOption: number | undefined, onGroup: () => void): Promise<void> {
+async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[], linkMaxOption: number | undefined,
+  onGroup: () => void): Promise<void> {
   const concurrency = GROUPS_IN_FLIGHT;
   const linker = ctx.dryRun ? null : new Linker(ctx);
   const linkMax = new Map<bigint, number>();
@@ -248,16 +251,16 @@ async function linkGroups(ctx: LinkContext, roots: Root[], linkMaxOption: number
   const queue = new PQueue({ concurrency });
   let failure: unknown;
   for (let after = 0; ;) {
-    const page = ctx.index.groupsToLink(after, 256);
+    const page = queries.page(after, 256);
     if (page.length === 0) break;
-    after = page[page.length - 1]!.rowid;
+    after = page[page.length - 1]!.key.rowid;
     // One transaction for the index updates of a whole page of groups.
     ctx.index.batch();
-    for (const g of page) {
+    for (const { key: g, members } of page) {
       void queue.add(async () => {
         linker?.enter();
         try {
-          const plan = planGroup(ctx.index.members(g), linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
+          const plan = planGroup(members, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
           if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
           for (const l of plan.links) await linkInto(ctx, linker, g, l.master, l.targets);
         } catch (err) {

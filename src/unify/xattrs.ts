@@ -2,7 +2,7 @@
 // counts (security.*, trusted.*, user.*, system.posix_acl_*): two files that
 // differ in any of them are not the same file to a VE.
 import { native } from '../../native/index.js';
-import { newHasher } from './hash.js';
+import { withHasher } from './hash.js';
 
 /** overlayfs's mark of a file whose data is still in the layer below: its own bytes are not its content. */
 export const METACOPY = 'trusted.overlay.metacopy';
@@ -17,16 +17,17 @@ const EMPTY = Buffer.alloc(0);
 
 function digestOf(names: string[], get: (name: string) => Buffer | null): XattrFacts {
   if (names.length === 0) return { digest: EMPTY, metacopy: false };
-  const h = newHasher();
-  for (const name of [...names].sort()) {
-    const value = get(name) ?? EMPTY;
-    const head = Buffer.alloc(4);
-    head.writeUInt32LE(value.length);
-    h.update(Buffer.from(`${name}\0`, 'latin1'));
-    h.update(head);
-    h.update(value);
-  }
-  return { digest: h.digest(), metacopy: names.includes(METACOPY) };
+  const digest = withHasher((h) => {
+    for (const name of [...names].sort()) {
+      const value = get(name) ?? EMPTY;
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(value.length);
+      h.update(Buffer.from(`${name}\0`, 'latin1'));
+      h.update(head);
+      h.update(value);
+    }
+  });
+  return { digest, metacopy: names.includes(METACOPY) };
 }
 
 /** Through a path (a byte string); a final symlink is not followed. */

@@ -1,0 +1,126 @@
+// The index's questions about content: which inodes need a hash, and which
+// names may share one inode (groups). Everything is asked in pages, so
+// millions of files are never in memory at once.
+import type Database from 'better-sqlite3';
+import { i64, u64, type UnifyIndex } from './index.js';
+
+export interface PendingFile {
+  root: number; rel: string; name: string;
+  dev: bigint; ino: bigint; size: number; mtimeSec: number; mtimeNsec: number;
+}
+
+export interface GroupKey {
+  rowid: number; dev: bigint; size: number; hash: Buffer; mode: number; uid: number; gid: number; xattrs: Buffer;
+  mtimeSec: number | null; mtimeNsec: number | null; names: number; inodes: number;
+}
+
+export interface Member {
+  id: number; dir: number; root: number; rel: string; name: string; ino: bigint; nlink: number;
+  mtimeSec: number; mtimeNsec: number; template: boolean;
+}
+
+export interface Group {
+  key: GroupKey;
+  members: Member[];
+}
+
+// The names of inode i under this run's ROOTs. CROSS JOIN fixes the order (inode, then its names by
+// files_inode): without statistics SQLite may otherwise walk every name of the device for each inode.
+const IN_RUN = (i: string, f: string, d: string, r: string) =>
+  `CROSS JOIN files ${f} ON ${f}.dev = ${i}.dev AND ${f}.ino = ${i}.ino CROSS JOIN dirs ${d} ON ${d}.id = ${f}.dir
+   CROSS JOIN run_roots ${r} ON ${r}.root = ${d}.root`;
+
+// Inodes of this run without a hash whose size another inode of the run shares: a file of a size nobody
+// else has is never read.
+const PENDING = `FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
+  WHERE i.hash IS NULL AND i.kind = 0
+    AND EXISTS (SELECT 1 FROM inodes j INDEXED BY inodes_size ${IN_RUN('j', 'g', 'e', 's')}
+                WHERE j.dev = i.dev AND j.size = i.size AND j.ino != i.ino AND j.kind = 0)`;
+
+export class GroupQueries {
+  private readonly db: Database.Database;
+  private readonly st;
+
+  constructor(index: UnifyIndex) {
+    this.db = index.db;
+    this.st = {
+      pending: this.db.prepare(`SELECT i.dev, i.ino, i.size, i.mtime_s, i.mtime_ns, d.root, d.rel, f.name ${PENDING}
+        AND (i.dev, i.ino) > (?, ?) GROUP BY i.dev, i.ino ORDER BY i.dev, i.ino LIMIT ?`).safeIntegers(true),
+      setHash: this.db.prepare(`UPDATE inodes SET hash = ? WHERE dev = ? AND ino = ? AND size = ? AND mtime_s = ? AND mtime_ns = ?`),
+    };
+  }
+
+  /** A page of inodes to hash, each with one of its names, after the inode (dev, ino). */
+  pending(after: [bigint, bigint], limit: number): PendingFile[] {
+    const rows = this.st.pending.all(i64(after[0]), i64(after[1]), limit) as Record<string, bigint | string>[];
+    return rows.map((r) => ({
+      root: Number(r.root), rel: r.rel as string, name: r.name as string, dev: u64(r.dev as bigint), ino: u64(r.ino as bigint),
+      size: Number(r.size), mtimeSec: Number(r.mtime_s), mtimeNsec: Number(r.mtime_ns),
+    }));
+  }
+
+  /** What hashing will read, for a progress bar. */
+  pendingBytes(): number {
+    return this.db.prepare(`SELECT COALESCE(SUM(size), 0) FROM (SELECT i.size ${PENDING} GROUP BY i.dev, i.ino)`).pluck().get() as number;
+  }
+
+  /** The inode gets the hash as long as it is still the version that was read. */
+  setHash(f: PendingFile, hash: Buffer): void {
+    this.st.setHash.run(hash, i64(f.dev), i64(f.ino), f.size, f.mtimeSec, f.mtimeNsec);
+  }
+
+  /**
+   * Sorts this run's hashed inodes into groups of names that may share one
+   * inode (same filesystem, size, hash, mode, owner, group, xattrs, and
+   * mtime unless ignored) and answers how many groups there are and how many
+   * names already share an inode with another name of their group.
+   */
+  build(ignoreMtime: boolean): { groups: number; alreadyLinked: number } {
+    const mtime = ignoreMtime ? 'NULL AS mtime_s, NULL AS mtime_ns' : 'i.mtime_s, i.mtime_ns';
+    const by = ignoreMtime ? '' : ', i.mtime_s, i.mtime_ns';
+    this.db.exec(`DROP TABLE IF EXISTS temp.grp`);
+    this.db.exec(`CREATE TEMP TABLE grp AS
+      SELECT i.dev, i.size, i.hash, i.mode, i.uid, i.gid, i.xattrs, ${mtime}, COUNT(*) AS names, COUNT(DISTINCT i.ino) AS inodes
+      FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
+      WHERE i.hash IS NOT NULL AND i.kind = 0
+      GROUP BY i.dev, i.size, i.hash, i.mode, i.uid, i.gid, i.xattrs${by}
+      HAVING COUNT(*) > 1`);
+    const t = this.db.prepare(`SELECT COUNT(*) AS groups, COALESCE(SUM(names - inodes), 0) AS already FROM grp`).get() as
+      { groups: number; already: number };
+    return { groups: t.groups, alreadyLinked: t.already };
+  }
+
+  /** How many groups have more than one inode: the ones to link. */
+  toLinkCount(): number {
+    return this.db.prepare(`SELECT COUNT(*) FROM grp WHERE inodes > 1`).pluck().get() as number;
+  }
+
+  /** The next groups with more than one inode, with their names, after group rowid `after`. */
+  page(after: number, limit: number): Group[] {
+    const keys = (this.db.prepare(`SELECT rowid, * FROM grp WHERE inodes > 1 AND rowid > ? ORDER BY rowid LIMIT ?`)
+      .safeIntegers(true).all(after, limit) as Record<string, bigint | Buffer | null>[]).map((r): GroupKey => ({
+      rowid: Number(r.rowid), dev: u64(r.dev as bigint), size: Number(r.size), hash: r.hash as Buffer,
+      mode: Number(r.mode), uid: Number(r.uid), gid: Number(r.gid), xattrs: r.xattrs as Buffer,
+      mtimeSec: r.mtime_s === null ? null : Number(r.mtime_s), mtimeNsec: r.mtime_ns === null ? null : Number(r.mtime_ns),
+      names: Number(r.names), inodes: Number(r.inodes),
+    }));
+    if (keys.length === 0) return [];
+    const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, members: [] }]));
+    const rows = this.db.prepare(`
+      SELECT g.rowid AS gid, f.id, f.dir, d.root, d.rel, f.name, i.ino, i.nlink, i.mtime_s, i.mtime_ns, r.template
+      FROM grp g CROSS JOIN inodes i INDEXED BY inodes_size ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash AND i.mode = g.mode
+        AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
+        AND (g.mtime_s IS NULL OR (i.mtime_s = g.mtime_s AND i.mtime_ns = g.mtime_ns))
+      ${IN_RUN('i', 'f', 'd', 'r')}
+      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ? ORDER BY g.rowid, f.id`)
+      .safeIntegers(true).all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as Record<string, bigint | string>[];
+    for (const r of rows) {
+      groups.get(Number(r.gid))!.members.push({
+        id: Number(r.id), dir: Number(r.dir), root: Number(r.root), rel: r.rel as string, name: r.name as string,
+        ino: u64(r.ino as bigint), nlink: Number(r.nlink), mtimeSec: Number(r.mtime_s), mtimeNsec: Number(r.mtime_ns),
+        template: r.template === 1n,
+      });
+    }
+    return [...groups.values()];
+  }
+}
