@@ -16,5 +16,8 @@ test('vefs demo runs and leaves the template untouched', async (t) => {
   t.regex(r.stdout, /\/var\/log\.old {2}dir {2}trusted\.overlay\.redirect=\/var\/log/);
   const wo = lstatSync(join(s.base, 'demo/private/usr/share/doc/README'));
   t.true(wo.isCharacterDevice() && wo.rdev === 0);
+  t.regex(r.stdout, /7\. Unifying three VE trees/);
+  t.regex(r.stdout, /[1-9]\d* links made, [1-9]\d* inodes and .* reclaimed/);
+  t.regex(r.stdout, /lsattr -*i/);
   t.deepEqual(leftoverMounts(s.base), []);
 });

@@ -13,6 +13,7 @@ import { socketPath, logPath } from '../vefs/state.js';
 import { umount } from '../vefs/umount.js';
 import { readMounts } from '../vefs/mounts.js';
 import { native, toBytes } from '../../native/index.js';
+import { unifyDemoStep } from '../unify/demo.js';
 
 const run = promisify(execFile);
 const say = (s: string): void => console.log(s);
@@ -80,6 +81,7 @@ export async function demo(dir = '/var/tmp/vefs-demo'): Promise<void> {
   say(`   template /etc/hostname still reads: ${(await readFile(join(template, 'etc/hostname'), 'utf8')).trim()}`);
   say(`6. The private tree ${priv} (kernel overlayfs upper-dir format):`);
   for (const line of await describePrivate(priv)) say(line);
-  say(`   kernel overlayfs shows the same tree: mount -t overlay overlay -o lowerdir=${template},upperdir=${priv},workdir=${dir}/.private.work,redirect_dir=on MNT`);
+  say(`   kernel overlayfs shows the same tree: mount -t overlay overlay -o lowerdir=${template},upperdir=${priv},workdir=${dir}/.private.work,redirect_dir=on,metacopy=on MNT`);
   if (before !== after) throw new Error('the template changed: this is a bug, please report it');
+  await unifyDemoStep(template, dir, (line) => say(line.startsWith(' ') ? line : `7. ${line}`));
 }
