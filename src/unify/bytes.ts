@@ -1,7 +1,6 @@
 // Paths inside unify are byte strings (one character per byte, latin1), as
 // in native/index.ts, so that a name that is not UTF-8 is walked, indexed and
-// linked like any other. These helpers cross to Node's fs and to people.
-export const fsPath = (p: string): Buffer => Buffer.from(p, 'latin1');
+// linked like any other. These helpers join them and show them to people.
 
 /** For messages: the bytes shown as UTF-8, which is what a terminal expects. */
 export const shown = (p: string): string => Buffer.from(p, 'latin1').toString('utf8');

@@ -26,7 +26,7 @@ import type { XattrFacts } from './xattrs.js';
 const SCHEMA_VERSION = 2;
 
 /** The kind of an inode: may be unified, or never (its bytes are not its content). */
-export const enum Kind { Eligible = 0, Metacopy = 1 }
+const enum Kind { Eligible = 0, Metacopy = 1 }
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
@@ -220,10 +220,15 @@ export class UnifyIndex {
     const n = this.db.prepare(`DELETE FROM files WHERE dir IN (${stale})`).run().changes;
     this.db.prepare(`DELETE FROM replaced WHERE dir IN (${stale})`).run();
     this.db.prepare(`DELETE FROM dirs WHERE id IN (${stale})`).run();
+    this.dropOrphans();
+    return n;
+  }
+
+  /** Inodes that lost a name this run and that no name shows any more are forgotten. */
+  dropOrphans(): void {
     this.db.prepare(`DELETE FROM inodes WHERE (dev, ino) IN (SELECT dev, ino FROM temp.orphans o
       WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.dev = o.dev AND f.ino = o.ino))`).run();
     this.db.exec(`DELETE FROM temp.orphans`);
-    return n;
   }
 
   /**
@@ -258,6 +263,7 @@ export class UnifyIndex {
     const dir = this.st.dir.get(root, rel) as number | undefined;
     if (dir === undefined) return;
     this.db.prepare(`DELETE FROM replaced WHERE dir = ? AND name = ?`).run(dir, name);
+    this.db.prepare(`INSERT INTO temp.orphans SELECT dev, ino FROM files WHERE dir = ? AND name = ?`).run(dir, name);
     this.db.prepare(`DELETE FROM files WHERE dir = ? AND name = ?`).run(dir, name);
   }
 

@@ -1,5 +1,7 @@
-// Step 6: make the planned links, one kept inode (master) and its targets at
-// a time. For each target inode, in this order:
+// Step 6: make the planned links. Each group's kept inode (master) stays
+// open while its targets are checked; the targets of several groups are then
+// linked together in one mutable section (Linker), so sections are few and
+// each is still short. For each target inode, in this order:
 //   1. open it below its ROOT and take a read lease: the kernel refuses the
 //      lease while any process has the file open for writing (skipped), and
 //      while it is held a process that opens the file for writing waits and

@@ -1,6 +1,5 @@
 // Step 7: what a run did, as one summary line for people and cron mail, or
 // as JSON for scripts (`--json`).
-import { shown } from './bytes.js';
 import type { SkipReason } from './link.js';
 import type { RevertCounts } from './revert.js';
 import type { SectionStats } from './section.js';
@@ -65,5 +64,3 @@ export function summaryLine(r: UnifyReport): string {
     + `${n(r.inodesReclaimed, 'inode')} and ${bytes(r.bytesReclaimed)} ${would}reclaimed`
     + `${skipped > 0 ? `, ${skipped} skipped` : ''}, ${time}`;
 }
-
-export const displayRoots = (paths: string[]): string[] => paths.map(shown);

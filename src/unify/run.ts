@@ -171,6 +171,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     if (opts.revert) {
       state.phase = 'reverting';
       await revertShared(idx, rootsById, dryRun, tempName, reverted);
+      idx.dropOrphans();
     } else {
       changed += idx.pruneUnseen() + leftoversRemoved;
       // The same ROOTs and options as a run that left nothing to do, and nothing changed since: nothing to do.
