@@ -15,7 +15,7 @@ import { installed, killChildren, run } from './exec.js';
 import { GROUPS } from './groups/index.js';
 import { describeMachine } from './machine.js';
 import { Progress } from './progress.js';
-import { writeReport, type BenchResult, type GroupResult, type Sample } from './report.js';
+import { figure, writeReport, type BenchResult, type GroupResult, type Sample } from './report.js';
 import { median } from './stats.js';
 import { buildTemplate, rawTree } from './template.js';
 import { OUT, type Context, type Group, type Sizes, type Workload } from './types.js';
@@ -85,8 +85,6 @@ function defaultOut(quick: boolean): string {
   if (quick) return mkdtempSync(join(tmpdir(), 'vefs-bench-quick-'));
   return join(RESULTS, stamp.slice(0, 10));
 }
-
-const fmt = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toPrecision(3));
 
 export async function runBench(opts: BenchOptions): Promise<{ out: string; result: BenchResult }> {
   if (process.getuid?.() !== 0) throw new Error('vefs bench must run as root: it mounts, chroots and drops caches');
@@ -260,10 +258,10 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
               throw new Error(`backend ${b.id} failed in workload ${g.id}/${w.id} (run ${i}): ${(err as Error).message}`);
             }
             samples[b.id].push(s);
-            progress.sample(what, `${fmt(s.value)} ${w.unit}`);
+            progress.sample(what, `${figure(s.value)} ${w.unit}`);
           }
         }
-        progress.log(`${g.id}/${w.id}: ${usable.map((b) => `${b.id} ${fmt(median(samples[b.id].map((x) => x.value)))}`).join(', ')} ${w.unit}`);
+        progress.log(`${g.id}/${w.id}: ${usable.map((b) => `${b.id} ${figure(median(samples[b.id].map((x) => x.value)))}`).join(', ')} ${w.unit}`);
       }
     }
     progress.end();
