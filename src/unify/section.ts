@@ -17,16 +17,21 @@
 //     process queue in order), repairs a journal a dead holder left, opens
 //     the inodes that `paths` name now (a missing path is skipped), writes the
 //     journal ($VEFS_STATE_DIR/unify-section.journal, empty between sections:
-//     path, dev, ino, file handle, flag and link count of each), clears FS_IMMUTABLE_FL on those
-//     that have it, runs fn, and then sets the flag on every one of those
-//     inodes that is (still) unified:
+//     path, dev, ino, file handle, flag and link count of each), clears
+//     FS_IMMUTABLE_FL on those that have it, runs fn, and then sets the flag
+//     on every one of those inodes that is (still) unified:
 //       - it had the flag and still has more than one name, or kept as many
 //         names as it had (a unified inode that a VE's copy-on-write or unlink
 //         left with a single name is no longer shared, and stays writable);
 //       - or it did not have the flag and gained names during the section
 //         (unify linking a new name to it), and now has more than one.
-//     Then it removes the journal and releases the lock, also when fn throws
-//     (fn's error is rethrown). Resolves to fn's result.
+//     Then it empties the journal and releases the lock, also when fn throws
+//     (fn's error is rethrown; a flag that cannot be set again throws and
+//     leaves the journal for the next repair). Resolves to fn's result.
+//
+//   withMutableFds<T>(entries: { fd: number; path: string }[], fn): Promise<T>
+//     The same on descriptors the caller opened (unify opens below a ROOT
+//     with openat2, safe from symlinks); path only goes into the journal.
 //
 //   repairJournal(): void
 //     For a server's start-up: if a journal is left and no one holds the
@@ -38,10 +43,13 @@
 //
 // The window: an inode is without its flag from the clear to the set, which
 // is fn's duration plus a few ioctls. unify's fn is one linkat+rename per
-// name; sectionStats() reports the longest and mean window and lock hold of
-// this process (`vefs unify --json`: section.*). While the flag is off, a
+// name for a batch of at most 64 target inodes (mean 3 ms, longest 12 ms on
+// the README's corpus on a busy host); sectionStats() reports the longest
+// and mean window and lock hold of this process (`vefs unify --json`:
+// section.*). While the flag is off, a
 // process could open the inode for writing: unify holds a read lease on
-// every inode it links (link.ts), VEFS does its own writes under the lock.
+// every inode it links (link.ts), and VEFS never writes a unified inode (it
+// copies it first).
 //
 // Durability: the journal is not fsynced. kill -9 at any point is repaired;
 // after a power loss the flag of an inode that was being changed may be
