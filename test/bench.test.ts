@@ -8,6 +8,8 @@ import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withScratch, type Scratch } from './helpers/mounts.js';
+import { QUICK } from '../bench/harness.js';
+import { writeReport } from '../bench/report.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -159,4 +161,35 @@ test('unknown groups and backends are usage errors', async (t) => {
   const o = await bench(s, ['--frobnicate']);
   t.is(o.code, 2);
   t.regex(o.stderr, /Unknown option '--frobnicate'/);
+});
+
+test('the report names a skipped backend and a skipped group, and leaves them out of the tables', (t) => {
+  const s = withScratch(t, 'vefs-bench');
+  const samples = (v: number) => [{ run: 1, value: v }];
+  const written = writeReport(join(s.base, 'out'), {
+    tool: 'vefs bench', format: 1, quick: true, runs: 1, started: '2026-01-01T00:00:00Z', finished: '2026-01-01T00:01:00Z',
+    seconds: 60, loadavg: { start: [0, 0, 0], end: [0, 0, 0] }, sizes: QUICK,
+    machine: { os: 'os', kernel: 'k', cpu: 'c', cores: 2, memoryBytes: 2 ** 30, disk: 'd', filesystem: 'f', tools: {} },
+    template: { realEntries: 1, toolchainFiles: 1, tree: '.', treeEntries: 1 },
+    backends: [
+      { id: 'raw', kind: 'limit', how: 'plain', version: '1' },
+      { id: 'unionfs-fuse', kind: 'peer', how: 'unionfs', skipped: '`unionfs` is not installed' },
+      { id: 'overlayfs', kind: 'peer', how: 'kernel', version: '1' },
+      { id: 'vefs', kind: 'vefs', how: 'vefs', version: '1' },
+    ],
+    groups: [
+      { id: 'metadata', title: 'Metadata', method: 'm', workloads: [
+        { id: 'w', title: 'a workload', unit: 's', better: 'lower', cold: false, mounts: 1,
+          samples: { raw: samples(1), overlayfs: samples(2), vefs: samples(8) } },
+      ] },
+      { id: 'data', title: 'Data', method: 'd', skipped: 'fio not installed', workloads: [] },
+    ],
+  });
+  t.deepEqual(written.map((p) => p.slice(join(s.base, 'out').length + 1)), ['results.json', 'results.md', 'metadata.svg']);
+  const md = readFileSync(join(s.base, 'out', 'results.md'), 'utf8');
+  t.regex(md, /\| unionfs-fuse \| unionfs \| \*\*skipped:\*\* `unionfs` is not installed \|/);
+  t.regex(md, /\*\*Skipped:\*\* fio not installed/);
+  t.regex(md, /\| workload \| unit \| raw \| overlayfs \| vefs \|/);
+  t.regex(md, /\| metadata \| w \| s ↓ \| 1\.00 \| 2\.00 \(overlayfs\) \| 8\.00 \| ×4\.00 \| ×8\.00 \|/);
+  t.false(readFileSync(join(s.base, 'out', 'metadata.svg'), 'utf8').includes('unionfs-fuse'));
 });
