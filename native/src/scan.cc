@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "vefs.h"
@@ -18,7 +17,6 @@ namespace vefs {
 
 namespace {
 
-constexpr size_t kBufferSize = 64 * 1024;
 // Per entry in `stats`: mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns.
 constexpr size_t kStatFields = 9;
 // A name that went away between getdents and statx.
@@ -34,21 +32,8 @@ struct Entry {
 Napi::Value ScanDir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt32(info, 0);
-  if (lseek(fd, 0, SEEK_SET) < 0) ThrowErrno(env, "lseek");
   std::vector<Entry> entries;
-  std::unique_ptr<char[]> buf(new char[kBufferSize]);
-  for (;;) {
-    ssize_t n = RetryEintr([&] { return getdents64(fd, buf.get(), kBufferSize); });
-    if (n < 0) ThrowErrno(env, "getdents64");
-    if (n == 0) break;
-    for (ssize_t pos = 0; pos < n;) {
-      auto* d = reinterpret_cast<const dirent64*>(buf.get() + pos);
-      pos += d->d_reclen;
-      const char* name = d->d_name;
-      if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-      entries.push_back({name, d->d_type, false, {}});
-    }
-  }
+  ForEachDirent(env, fd, [&](const DirentView& d) { entries.push_back({d.name, d.type, false, {}}); });
   for (Entry& e : entries) {
     if (e.type != DT_REG && e.type != DT_UNKNOWN) continue;
     int r = RetryEintr([&] {

@@ -41,6 +41,17 @@ inline Napi::String ByteString(Napi::Env env, const char* data, size_t len) {
   return Napi::String(env, v);
 }
 
+// One getdents64 entry, valid during the callback only.
+struct DirentView {
+  const char* name;
+  uint64_t ino;
+  uint8_t type;
+};
+
+// Calls fn for every entry of the directory open at fd but "." and "..",
+// reading it whole with getdents64 from its start (dir.cc).
+void ForEachDirent(Napi::Env env, int fd, const std::function<void(const DirentView&)>& fn);
+
 // Argument readers throw a TypeError instead of letting a wrong type turn
 // into fd 0 or an empty path.
 int64_t ArgInteger(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max);
