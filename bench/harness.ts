@@ -6,7 +6,7 @@
 // with the next backend, so a drift of the machine touches every backend
 // alike. Every mount is taken down on failure and on SIGINT/SIGTERM/SIGHUP,
 // and the VEFS server of the run is stopped.
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +68,14 @@ const HOST_TOOLS = [['fio', '--version'], ['find', '--version'], ['du', '--versi
   ['chroot', '--version'], ['fincore', '--version'], [process.execPath, '-e', '0']];
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/** Mountpoints at or below dir, deepest first (mountinfo's fifth field; octal escapes undone). */
+function mountsBelow(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+    .map((l) => l.split(' ')[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+}
 
 const TMPFS_MAGIC = 0x01021994;
 const RESULTS = fileURLToPath(new URL('../../bench/results', import.meta.url));
@@ -254,7 +262,8 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
             try {
               s = await sample(w, b, i);
             } catch (err) {
-              if (err instanceof Interrupted) throw err;
+              // A workload whose child the interrupt killed failed because of the interrupt.
+              check();
               throw new Error(`backend ${b.id} failed in workload ${g.id}/${w.id} (run ${i}): ${(err as Error).message}`);
             }
             samples[b.id].push(s);
@@ -306,6 +315,12 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
     process.stdout.off('error', ignore);
     if (previousState === undefined) delete process.env.VEFS_STATE_DIR;
     else process.env.VEFS_STATE_DIR = previousState;
+    // A mount the bookkeeping missed (an interrupt in the middle of mounting) must not survive the run
+    // or keep its directory from being removed: detach whatever is still mounted below it, deepest first.
+    for (const mp of mountsBelow(scratch)) {
+      problems.push(`${mp} was still mounted at the end of the run`);
+      await run('umount', ['-l', mp]).catch((e: Error) => problems.push(`umount -l ${mp}: ${e.message}`));
+    }
     rmSync(scratch, { recursive: true, force: true });
     if (problems.length > 0) {
       // A run that failed already reports its own cause; one that did not must not pass with a mount left behind.
