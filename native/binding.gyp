@@ -10,6 +10,7 @@
       'src/copy.cc',
       'src/dir.cc',
       'src/flags.cc',
+      'src/fusedev.cc',
       'src/handle.cc',
       'src/io.cc',
       'src/lock.cc',

@@ -72,7 +72,7 @@ export interface NativeConstants {
   F_RDLCK: number; F_WRLCK: number; F_UNLCK: number;
   SEEK_SET: number; SEEK_CUR: number; SEEK_END: number; SEEK_DATA: number; SEEK_HOLE: number;
   FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number; FALLOC_FL_ZERO_RANGE: number;
-  MNT_DETACH: number; MNT_FORCE: number;
+  MNT_DETACH: number; MNT_FORCE: number; MS_NOSUID: number; MS_NODEV: number; MS_NOATIME: number;
   S_IFMT: number; S_IFREG: number; S_IFDIR: number; S_IFLNK: number; S_IFCHR: number;
   S_IFBLK: number; S_IFIFO: number; S_IFSOCK: number;
   DT_UNKNOWN: number; DT_FIFO: number; DT_CHR: number; DT_DIR: number; DT_BLK: number;
@@ -178,6 +178,26 @@ export interface NativeAddon {
    * not even an atime. Usable as a dirfd and as /proc/self/fd/N paths.
    */
   openTreeReadonly(path: string): number;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+
+  /**
+   * Starts the one reader thread of the process for FUSE devices. deliver
+   * gets every request read since its last call: fds[i] is the device that
+   * requests[i] came from; null means that device ended (unmounted, aborted).
+   */
+  fuseStart(deliver: (fds: number[], requests: (Buffer | null)[]) => void): void;
+  /** open("/dev/fuse", O_RDWR | O_CLOEXEC). */
+  fuseOpenDevice(): number;
+  /** Makes the device non-blocking and has the reader serve it. */
+  fuseAdd(fd: number): void;
+  fuseRemove(fd: number): void;
+  /** writev of the parts as one reply; returns 0 or the errno (ENOENT: the request was interrupted). */
+  fuseReply(fd: number, parts: Buffer[]): number;
+  /** Writes a notification on a worker thread. */
+  fuseNotify(fd: number, message: Buffer): Promise<void>;
+  /** FUSE_DEV_IOC_BACKING_OPEN: a backing id for a passthrough open. */
+  fuseBackingOpen(devFd: number, fd: number): number;
+  fuseBackingClose(devFd: number, id: number): void;
 }
 
 /** A UTF-8 path from a person or from Node's fs, as the byte string the addon takes. */

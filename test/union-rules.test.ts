@@ -23,7 +23,7 @@ async function fixture(t: { teardown(fn: () => Promise<void>): void }) {
   await symlink('hostname', join(tpl, 'etc/name'));
   native.lsetxattr(join(tpl, 'etc/hostname'), 'user.origin', Buffer.from('tpl'), 0);
   await utimes(join(tpl, 'etc/hostname'), 1000.123456789, 2000.987654321);
-  const fs = new VefsFs({ templates: [tpl], privateDir: priv, workDir: join(base, 'work'), mountpoint: join(base, 'mnt') });
+  const fs = new VefsFs({ templates: [tpl], privateDir: priv, workDir: join(base, 'work'), mountpoint: join(base, 'mnt'), binding: 'kernel' });
   t.teardown(async () => fs.close());
   return { fs, tpl, priv, base };
 }

@@ -49,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCopy(exports, constants);
   InitDir(exports, constants);
   InitFlags(exports, constants);
+  InitFuseDev(exports, constants);
   InitHandle(exports, constants);
   InitIo(exports, constants);
   InitLock(exports, constants);

@@ -87,6 +87,7 @@ void InitCompare(Napi::Object exports, Napi::Object constants);
 void InitCopy(Napi::Object exports, Napi::Object constants);
 void InitDir(Napi::Object exports, Napi::Object constants);
 void InitFlags(Napi::Object exports, Napi::Object constants);
+void InitFuseDev(Napi::Object exports, Napi::Object constants);
 void InitHandle(Napi::Object exports, Napi::Object constants);
 void InitIo(Napi::Object exports, Napi::Object constants);
 void InitLock(Napi::Object exports, Napi::Object constants);

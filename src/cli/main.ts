@@ -11,8 +11,8 @@ import { MountServer } from '../vefs/server.js';
 import { socketPath, logPath } from '../vefs/state.js';
 import { mountpointPath, umount } from '../vefs/umount.js';
 import { VefsError } from '../vefs/vefs-error.js';
-import type { MountRequest } from '../vefs/config.js';
-import type { MountConfig } from '../vefs/types.js';
+import { BINDINGS, type MountRequest } from '../vefs/config.js';
+import type { BindingName, MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
 import { demo } from './demo.js';
 import { benchCommand } from './bench.js';
@@ -20,8 +20,11 @@ import { unifyCommand } from './unify.js';
 
 const USAGE = `usage: vefs <command> [options]
 
-  mount --template DIR[:DIR...] --private DIR [--work DIR] [--foreground] MOUNTPOINT
+  mount --template DIR[:DIR...] --private DIR [--work DIR] [--binding kernel|fuse-native]
+        [--foreground] MOUNTPOINT
         Mount a VE root: template layers (topmost first) under a private tree.
+        --binding: how VEFS talks to the kernel; default kernel (its own FUSE
+        protocol with passthrough I/O; see README), or $VEFS_BINDING.
         The host's VEFS server carries the mount (started if none runs; log in
         $VEFS_STATE_DIR/server.log, default /var/lib/vefs). --foreground serves
         it from this process instead, until interrupted.
@@ -62,16 +65,21 @@ async function mountCommand(args: string[]): Promise<void> {
     template: { type: 'string', multiple: true },
     private: { type: 'string' },
     work: { type: 'string' },
+    binding: { type: 'string' },
     foreground: { type: 'boolean' },
   }, 1);
   if (!values.template) throw new UsageError('--template DIR[:DIR...] is required');
   if (!values.private) throw new UsageError('--private DIR is required');
+  if (values.binding !== undefined && !(BINDINGS as string[]).includes(values.binding)) {
+    throw new UsageError(`--binding must be one of ${BINDINGS.join(', ')}, not '${values.binding}'`);
+  }
   // The server has its own working directory: every path is made absolute here.
   const request: MountRequest = {
     templates: values.template.flatMap((t) => t.split(':')).filter(Boolean).map((t) => resolve(t)),
     privateDir: resolve(values.private),
     workDir: values.work === undefined ? undefined : resolve(values.work),
     mountpoint: await mountpointPath(positionals[0]),
+    binding: values.binding as BindingName | undefined,
   };
   if (values.foreground) return foreground(request);
   await ensureServer();
@@ -106,7 +114,7 @@ async function main(argv: string[]): Promise<void> {
         throw new VefsError('ESRCH', `no VEFS server answers on ${socketPath()}`);
       });
       console.log(`server pid ${s.pid}, RSS ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB, ${s.mounts.length} mount(s), log ${logPath()}`);
-      for (const m of s.mounts) console.log(`  ${m.mountpoint}  templates=${m.templates.join(':')} private=${m.privateDir}`);
+      for (const m of s.mounts) console.log(`  ${m.mountpoint}  binding=${m.binding} templates=${m.templates.join(':')} private=${m.privateDir}`);
       return;
     }
     case 'shutdown':

@@ -6,6 +6,7 @@ import { native, C, type NativeStat } from '../../native/index.js';
 import { copyUp } from './copyup.js';
 import { fsError } from './errors.js';
 import { isPrivateXattr } from './format.js';
+import { inodeFlags } from '../unify/flags.js';
 import type { Node } from './node.js';
 import type { Attr, Statfs, Timespec } from './types.js';
 import type { Union } from './union.js';
@@ -95,6 +96,23 @@ export async function removexattr(u: Union, node: Node, name: string): Promise<v
   getxattr(u, node, name);
   await copyUp(u, node, 'meta');
   u.upper.atPath(node.path(), (p) => native.lremovexattr(p, name));
+}
+
+/**
+ * The inode flags lsattr shows. In the private tree only unify sets the
+ * immutable flag (a VE cannot set flags), and a VE must not see it (unified.ts).
+ */
+export function flags(u: Union, node: Node): number {
+  if (node.type !== C.S_IFREG && node.type !== C.S_IFDIR) throw fsError('ENOTTY');
+  const { layer, rel } = u.topLayer(node);
+  const fd = layer.open(rel, C.O_RDONLY | C.O_NONBLOCK);
+  try {
+    const f = inodeFlags(fd);
+    if (f === null) throw fsError('ENOTTY');
+    return node.upper ? f & ~C.FS_IMMUTABLE_FL : f;
+  } finally {
+    native.close(fd);
+  }
 }
 
 /** The private tree's filesystem: that is where a VE's writes go. */

@@ -4,13 +4,30 @@ import { stat, realpath, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { VefsError } from './vefs-error.js';
 import { readMounts, mountOf, VEFS_FSTYPE } from './mounts.js';
-import type { MountConfig } from './types.js';
+import type { BindingName, MountConfig } from './types.js';
 
 export interface MountRequest {
   templates: string[];
   privateDir: string;
   workDir?: string;
   mountpoint: string;
+  binding?: BindingName;
+}
+
+export const BINDINGS: readonly BindingName[] = ['kernel', 'fuse-native'];
+
+/**
+ * The binding a mount gets unless it asks: the one that wins `vefs bench`
+ * (README, Benchmarks). VEFS_BINDING in the server's environment overrides
+ * it, which is how the test suite runs everything on both.
+ */
+export function defaultBinding(): BindingName {
+  const env = process.env.VEFS_BINDING;
+  if (env === undefined || env === '') return 'kernel';
+  if (!(BINDINGS as string[]).includes(env)) {
+    throw new VefsError('EINVAL', `VEFS_BINDING=${env} is not a binding (${BINDINGS.join(', ')})`);
+  }
+  return env as BindingName;
 }
 
 /** The default work directory sits beside the private tree, on its filesystem, as overlayfs needs. */
@@ -33,6 +50,8 @@ const inside = (a: string, b: string): boolean => a === b || a.startsWith(b === 
 
 export async function checkMount(req: MountRequest): Promise<MountConfig> {
   if (req.templates.length === 0) throw new VefsError('EINVAL', 'at least one --template directory is required');
+  const binding = req.binding ?? defaultBinding();
+  if (!BINDINGS.includes(binding)) throw new VefsError('EINVAL', `unknown binding ${binding} (${BINDINGS.join(', ')})`);
   const templates: string[] = [];
   for (const t of req.templates) templates.push(await existingDir(t, 'template'));
   const privateDir = await existingDir(req.privateDir, 'private directory');
@@ -70,5 +89,5 @@ export async function checkMount(req: MountRequest): Promise<MountConfig> {
     if (mountOf(mounts, dir)?.fstype === VEFS_FSTYPE) throw new VefsError('EINVAL', `${what} is on a VEFS mount`);
   }
   if (!workSt) await mkdir(workDir, { mode: 0o700 });
-  return { templates, privateDir, workDir, mountpoint };
+  return { templates, privateDir, workDir, mountpoint, binding };
 }

@@ -10,6 +10,8 @@ export type Request =
   | { op: 'mount'; request: MountRequest }
   | { op: 'umount'; mountpoint: string }
   | { op: 'status' }
+  | { op: 'invalidate'; paths: string[] }
+  | { op: 'open-for-writing' }
   | { op: 'shutdown' };
 
 export interface Status {

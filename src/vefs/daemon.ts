@@ -38,6 +38,8 @@ export async function runServer(): Promise<void> {
       case 'mount': return server.mount(req.request);
       case 'umount': return server.unmount(req.mountpoint);
       case 'status': return server.status();
+      case 'invalidate': return server.invalidate(req.paths);
+      case 'open-for-writing': return server.openForWriting();
       case 'shutdown':
         setImmediate(() => void stop('shutdown request').then(() => process.exit(0)));
         return true;

@@ -73,6 +73,23 @@ export function ftruncate(h: Handle, size: number): void {
   native.ftruncate(h.fd, size);
 }
 
+export function fallocate(h: Handle, mode: number, offset: number, length: number): void {
+  native.fallocate(h.fd, mode, offset, length);
+}
+
+/** SEEK_DATA and SEEK_HOLE answer from the layer file, so holes show as they are. */
+export function lseek(h: Handle, offset: number, whence: number): number {
+  return native.lseek(h.fd, offset, whence);
+}
+
+/** At most COPY_CHUNK bytes per call: a short copy is allowed, and a long one would hold the event loop. */
+const COPY_CHUNK = 16 << 20;
+
+export function copyFileRange(from: Handle, fromOffset: number, to: Handle, toOffset: number, length: number): number {
+  if (to.dataOnly) throw fsError('EBADF');
+  return native.copyFileRange(from.fd, fromOffset, to.fd, toOffset, Math.min(length, COPY_CHUNK));
+}
+
 export async function release(h: Handle): Promise<void> {
   await closeAsync(h.fd);
 }

@@ -25,6 +25,8 @@ export class VefsFs {
   get root(): Node { return this.union.root; }
   lookup(parent: Node, name: string): Node { return this.union.lookup(parent, name); }
   resolve(path: string): Node { return this.union.resolve(path); }
+  /** Something behind the mount changed at path: drop what is cached about it. */
+  forget(path: string): void { this.union.forgetPath(path); }
   resolveParent(path: string): { parent: Node; name: string } { return this.union.resolveParent(path); }
 
   getattr(node: Node): Attr { return attrs.getattr(this.union, node); }
@@ -73,4 +75,10 @@ export class VefsFs {
   fgetattr(h: Handle): Attr { return files.fgetattr(this.union, h); }
   ftruncate(h: Handle, size: number): void { files.ftruncate(h, size); }
   release(h: Handle): Promise<void> { return files.release(h); }
+  fallocate(h: Handle, mode: number, offset: number, length: number): void { files.fallocate(h, mode, offset, length); }
+  lseek(h: Handle, offset: number, whence: number): number { return files.lseek(h, offset, whence); }
+  copyFileRange(from: Handle, fromOffset: number, to: Handle, toOffset: number, length: number): number {
+    return files.copyFileRange(from, fromOffset, to, toOffset, length);
+  }
+  flags(node: Node): number { return attrs.flags(this.union, node); }
 }

@@ -211,7 +211,19 @@ export async function rename(u: Union, oldParent: Node, oldName: string, newPare
   if (replaced) u.inodes.released(replaced);
   for (const tmp of staged) u.work.remove(tmp);
   oldParent.forget(oldName);
-  newParent.forget(newName);
+  moveNode(src, newParent, newName);
+}
+
+/**
+ * The object keeps its node under the new name, so that a binding holding
+ * nodes by ID (the kernel protocol's node IDs survive a rename) still finds
+ * it, and the paths of its cached descendants follow.
+ */
+function moveNode(node: Node, parent: Node, name: string): void {
+  parent.forget(name);
+  node.parent = parent;
+  node.name = name;
+  parent.children.set(name, node);
 }
 
 async function exchange(u: Union, oldParent: Node, oldName: string, a: Node, newParent: Node, newName: string,
@@ -223,6 +235,6 @@ async function exchange(u: Union, oldParent: Node, oldName: string, a: Node, new
   const oldRel = join(oldParent.path(), oldName);
   const newRel = join(newParent.path(), newName);
   await renameUpper(u, oldRel, newRel, C.RENAME_EXCHANGE);
-  oldParent.forget(oldName);
-  newParent.forget(newName);
+  moveNode(a, newParent, newName);
+  moveNode(b, oldParent, oldName);
 }

@@ -6,7 +6,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { VefsFs } from './fs.js';
 import { checkMount, type MountRequest } from './config.js';
-import { mountFuseNative, type BoundMount } from './binding/fuse-native.js';
+import { mountFuseNative, type BindingOptions, type BoundMount } from './binding/fuse-native.js';
+import { mountKernel } from './binding/kernel.js';
+import type { Session } from './binding/kernel/session.js';
 import { VefsError } from './vefs-error.js';
 import { repairJournal } from '../unify/section.js';
 import type { MountConfig } from './types.js';
@@ -21,7 +23,12 @@ interface Served {
   config: MountConfig;
   fs: VefsFs;
   bound: BoundMount;
+  /** The kernel binding's session: it can invalidate caches and list open files. */
+  session: Session | null;
 }
+
+const inside = (path: string, dir: string): string | null =>
+  path === dir ? '' : path.startsWith(`${dir}/`) ? path.slice(dir.length + 1) : null;
 
 export class MountServer {
   private readonly mounts = new Map<string, Served>();
@@ -40,13 +47,16 @@ export class MountServer {
     this.pending.add(config.mountpoint);
     const fs = new VefsFs(config);
     try {
-      const bound = await mountFuseNative(fs, config.mountpoint, {
-        inFlight: IN_FLIGHT_PER_MOUNT,
-        log: this.log,
-        fsname: `vefs:${config.privateDir}`,
-      });
-      this.mounts.set(config.mountpoint, { config, fs, bound });
-      this.log(`mounted ${config.mountpoint}: templates ${config.templates.join(':')}, private ${config.privateDir}`);
+      const opts: BindingOptions = { inFlight: IN_FLIGHT_PER_MOUNT, log: this.log, fsname: `vefs:${config.privateDir}` };
+      let served: Served;
+      if (config.binding === 'kernel') {
+        const bound = await mountKernel(fs, config.mountpoint, opts);
+        served = { config, fs, bound, session: bound.session };
+      } else {
+        served = { config, fs, bound: await mountFuseNative(fs, config.mountpoint, opts), session: null };
+      }
+      this.mounts.set(config.mountpoint, served);
+      this.log(`mounted ${config.mountpoint} (${config.binding}): templates ${config.templates.join(':')}, private ${config.privateDir}`);
       return config;
     } catch (err) {
       fs.close();
@@ -87,6 +97,35 @@ export class MountServer {
     for (const mp of [...this.mounts.keys()]) {
       await this.unmount(mp, true).catch((err: Error) => this.log(`unmount ${mp} failed: ${err.message}`));
     }
+  }
+
+  /**
+   * Host paths that changed behind the mounts (a unify run, a template
+   * update): every mount whose private tree or template holds one forgets
+   * what it cached about it, and so does the kernel. Resolves to the number
+   * of mounts told. fuse-native mounts cache nothing in the kernel (attr_timeout=0)
+   * and resolve paths per request, so only their union cache is dropped.
+   */
+  async invalidate(paths: string[]): Promise<number> {
+    let told = 0;
+    for (const s of this.mounts.values()) {
+      const sent: Promise<void>[] = [];
+      for (const path of paths) {
+        const rel = [s.config.privateDir, ...s.config.templates].map((d) => inside(path, d)).find((r) => r !== null);
+        if (rel === undefined || rel === null) continue;
+        if (s.session) sent.push(...s.session.invalidate(rel));
+        else s.fs.forget(rel);
+      }
+      if (sent.length > 0) told++;
+      await Promise.all(sent);
+    }
+    return told;
+  }
+
+  /** Host paths of private files that a VE holds open for writing: unify leaves them alone. */
+  openForWriting(): string[] {
+    return [...this.mounts.values()].flatMap((s) =>
+      (s.session?.openForWriting() ?? []).map((rel) => `${s.config.privateDir}/${rel}`));
   }
 
   status(): Status {

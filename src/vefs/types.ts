@@ -58,4 +58,8 @@ export interface MountConfig {
   privateDir: string;
   workDir: string;
   mountpoint: string;
+  binding: BindingName;
 }
+
+/** kernel: VEFS speaks the FUSE protocol itself (binding/kernel.ts); fuse-native: libfuse 2.9 (binding/fuse-native.ts). */
+export type BindingName = 'kernel' | 'fuse-native';

@@ -70,6 +70,16 @@ export class Union {
     return node;
   }
 
+  /** Drops the cached node at a merged path, if any: the next lookup reads the layers again. */
+  forgetPath(path: string): void {
+    const parts = components(path);
+    const name = parts.pop();
+    let node: Node | undefined = this.root;
+    for (const p of parts) node = node?.children.get(p);
+    if (node && name !== undefined) node.forget(name);
+    else if (node) node.children.clear();
+  }
+
   /** Whether the name is visible, without caching a miss. */
   exists(parent: Node, name: string): Node | null {
     return parent.children.get(name) ?? this.find(parent, name);

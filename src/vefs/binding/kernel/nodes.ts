@@ -1,0 +1,109 @@
+// Node IDs: what the kernel calls an inode of this mount, with the lookup
+// count it holds on it. The kernel keeps an ID for as long as it caches the
+// inode, across renames of any of its names, and says so with FORGET.
+//
+// One ID stands for one object, as on kernel overlayfs: the names of a
+// private file with hard links share one kernel inode (so a write through one
+// name shows in the size of the other, and one passthrough backing file
+// serves them all). A template file with several names does not: a copy-up
+// of one name gives that name a file of its own (overlayfs without index).
+import { C } from '../../../../native/index.js';
+import type { Node } from '../../node.js';
+import type { Attr } from '../../types.js';
+import { ROOT_ID } from './protocol.js';
+
+/** The passthrough backing file registered for an inode, shared by its opens. */
+export interface Backing {
+  id: number;
+  /** dev:ino of the file, to tell whether another open means the same one. */
+  ident: string;
+  opens: number;
+}
+
+export class KernelInode {
+  lookups = 0;
+  backing: Backing | null = null;
+  /** Replaced by a fresh ID for its name (see Session.open); serves only what was open before. */
+  detached = false;
+  constructor(readonly nodeid: bigint, public node: Node, readonly key: string | null) {}
+}
+
+function keyOf(node: Node, a: Attr): string | null {
+  if (node.type === C.S_IFDIR || node.upper || a.nlink === 1) return `${a.ino}`;
+  return null;
+}
+
+export class NodeTable {
+  private readonly byId = new Map<bigint, KernelInode>();
+  private readonly byKey = new Map<string, KernelInode>();
+  private readonly byNode = new WeakMap<Node, KernelInode>();
+  private next = ROOT_ID + 1n;
+
+  constructor(root: Node) {
+    const k = new KernelInode(ROOT_ID, root, null);
+    k.lookups = 1;
+    this.byId.set(ROOT_ID, k);
+    this.byNode.set(root, k);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(nodeid: bigint): KernelInode | undefined {
+    return this.byId.get(nodeid);
+  }
+
+  /** The kernel inode a lookup (or a creation, or a READDIRPLUS entry) of node hands out: one more lookup on it. */
+  lookedUp(node: Node, a: Attr): KernelInode {
+    let k = this.byNode.get(node);
+    if (!k || k.detached) {
+      const key = keyOf(node, a);
+      const shared = key === null ? undefined : this.byKey.get(key);
+      if (shared && !shared.detached) {
+        k = shared;
+        // The most recent name serves the inode's requests: all its names are one object.
+        k.node = node;
+      } else {
+        k = new KernelInode(this.next++, node, key);
+        this.byId.set(k.nodeid, k);
+        if (key !== null) this.byKey.set(key, k);
+      }
+      this.byNode.set(node, k);
+    }
+    k.lookups++;
+    return k;
+  }
+
+  /** Returns true when the kernel holds the inode no more. */
+  forget(nodeid: bigint, count: number): KernelInode | null {
+    const k = this.byId.get(nodeid);
+    if (!k || nodeid === ROOT_ID) return null;
+    k.lookups -= count;
+    if (k.lookups > 0) return null;
+    this.byId.delete(nodeid);
+    if (k.key !== null && this.byKey.get(k.key) === k) this.byKey.delete(k.key);
+    if (this.byNode.get(k.node) === k) this.byNode.delete(k.node);
+    // The union's cache of names follows the kernel's: a leaf the kernel let go of is looked up afresh next time.
+    const { parent, name } = k.node;
+    if (k.node.children.size === 0 && parent && parent.children.get(name) === k.node) parent.forget(name);
+    return k;
+  }
+
+  /** The next lookup of this inode's name gets a new ID; this one lives on for what is open. */
+  detach(k: KernelInode): void {
+    k.detached = true;
+    if (k.key !== null && this.byKey.get(k.key) === k) this.byKey.delete(k.key);
+    if (this.byNode.get(k.node) === k) this.byNode.delete(k.node);
+  }
+
+  /** Every live ID whose node lies under the private path rel (or is it). */
+  under(rel: string): KernelInode[] {
+    const out: KernelInode[] = [];
+    for (const k of this.byId.values()) {
+      const p = k.node.path();
+      if (p === rel || p.startsWith(rel === '' ? '' : `${rel}/`)) out.push(k);
+    }
+    return out;
+  }
+}
