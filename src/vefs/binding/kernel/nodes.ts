@@ -25,7 +25,11 @@ export class KernelInode {
   backing: Backing | null = null;
   /** Replaced by a fresh ID for its name (see Session.open); serves only what was open before. */
   detached = false;
-  constructor(readonly nodeid: bigint, public node: Node, readonly key: string | null) {}
+  /** Its names in the merged tree that the kernel knows; `node` is the one that serves requests. */
+  readonly names = new Set<Node>();
+  constructor(readonly nodeid: bigint, public node: Node, public key: string | null) {
+    this.names.add(node);
+  }
 }
 
 function keyOf(node: Node, a: Attr): string | null {
@@ -64,6 +68,7 @@ export class NodeTable {
         k = shared;
         // The most recent name serves the inode's requests: all its names are one object.
         k.node = node;
+        k.names.add(node);
       } else {
         k = new KernelInode(this.next++, node, key);
         this.byId.set(k.nodeid, k);
@@ -73,6 +78,28 @@ export class NodeTable {
     }
     k.lookups++;
     return k;
+  }
+
+  /**
+   * A hard link made through the mount: the new name is the same kernel
+   * inode, whose key may have changed with the copy-up that link needed.
+   */
+  linked(k: KernelInode, node: Node, a: Attr): void {
+    const key = keyOf(node, a);
+    if (k.key !== null && this.byKey.get(k.key) === k) this.byKey.delete(k.key);
+    k.key = key;
+    if (key !== null) this.byKey.set(key, k);
+    k.names.add(node);
+    this.byNode.set(node, k);
+  }
+
+  /** A name of the inode was removed: another of its names serves it from now on. */
+  removed(node: Node): void {
+    const k = this.byNode.get(node);
+    if (!k) return;
+    this.byNode.delete(node);
+    k.names.delete(node);
+    if (k.node === node && k.names.size > 0) k.node = k.names.values().next().value!;
   }
 
   /** Returns true when the kernel holds the inode no more. */

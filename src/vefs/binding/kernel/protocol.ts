@@ -75,6 +75,12 @@ export class Request {
     this.pos += 8;
     return v;
   }
+  /** A signed 64-bit value (a time in seconds before 1970 is negative). */
+  i64(): number {
+    const v = this.buf.readBigInt64LE(this.pos);
+    this.pos += 8;
+    return Number(v);
+  }
   /** A 64-bit offset or size as a number: file offsets stay below 2^53. */
   n64(): number {
     return Number(this.u64());
@@ -118,17 +124,23 @@ export function outHeader(unique: bigint, error: number, bodyLength: number): Bu
 
 const NS = 1_000_000_000n;
 
-function time(o: Out, ns: bigint): void {
-  o.u64(ns / NS);
+/** Seconds (signed, rounded down) and the nanoseconds after them, as timespec has them. */
+function split(ns: bigint): [bigint, number] {
+  let sec = ns / NS;
+  let rest = ns % NS;
+  if (rest < 0n) {
+    sec -= 1n;
+    rest += NS;
+  }
+  return [sec, Number(rest)];
 }
 
 /** struct fuse_attr. */
 export function attr(o: Out, a: Attr): void {
   o.u64(a.ino).u64(a.size).u64(a.blocks);
-  time(o, a.atimeNs);
-  time(o, a.mtimeNs);
-  time(o, a.ctimeNs);
-  o.u32(Number(a.atimeNs % NS)).u32(Number(a.mtimeNs % NS)).u32(Number(a.ctimeNs % NS));
+  const times = [split(a.atimeNs), split(a.mtimeNs), split(a.ctimeNs)];
+  for (const [sec] of times) o.i64(sec);
+  for (const [, nsec] of times) o.u32(nsec);
   o.u32(a.mode).u32(a.nlink).u32(a.uid).u32(a.gid).u32(encodeDev(a.rdev)).u32(a.blksize).u32(0);
 }
 
@@ -170,7 +182,10 @@ export function statxOut(a: Attr, v: Validity): Buffer {
   const o = new Out(32 + 256).u64(v.attrSec).u32(0).u32(0).skip(16);
   o.u32(STATX_BASIC_STATS).u32(a.blksize).u64(0).u32(a.nlink).u32(a.uid).u32(a.gid).u16(a.mode).skip(2);
   o.u64(a.ino).u64(a.size).u64(a.blocks).u64(0);
-  const ts = (ns: bigint) => o.i64(ns / NS).u32(Number(ns % NS)).skip(4);
+  const ts = (ns: bigint) => {
+    const [sec, nsec] = split(ns);
+    o.i64(sec).u32(nsec).skip(4);
+  };
   ts(a.atimeNs);
   o.skip(16); // btime: not in the mask
   ts(a.ctimeNs);

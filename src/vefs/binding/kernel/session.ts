@@ -156,7 +156,37 @@ export class Session {
 
   private attrOf(k: KernelInode, fh: bigint | null): Attr {
     const f = fh === null ? undefined : this.handles.get(fh);
-    return f?.kind === 'file' ? this.fs.fgetattr(f.h) : this.fs.getattr(k.node);
+    if (f?.kind === 'file') return this.fs.fgetattr(f.h);
+    try {
+      return this.fs.getattr(k.node);
+    } catch (err) {
+      // The kernel asks fstat of an unlinked file without its handle: any open descriptor of it knows.
+      const open = errnoOf(err) === 2 ? [...this.handles.values()].find((h) => h.kind === 'file' && h.k === k) : undefined;
+      if (open?.kind === 'file') return this.fs.fgetattr(open.h);
+      throw err;
+    }
+  }
+
+  private async rename(from: Node, oldName: string, to: Node, newName: string, flags: number): Promise<Body> {
+    const moving = this.fs.lookup(from, oldName);
+    const over = flags & C.RENAME_EXCHANGE ? null : this.fs.union.exists(to, newName);
+    await this.fs.rename(from, oldName, to, newName, flags);
+    // Renaming over another name of the same file changes nothing (rename(2)).
+    if (over && over !== moving && (over.ino !== moving.ino || over.type === C.S_IFDIR)) this.table.removed(over);
+    return [];
+  }
+
+  /** Runs a removal of parent/name (or a rename over it) and tells the node table which name went. */
+  private async removing(parent: Node, name: string, remove: () => Promise<void>): Promise<Body> {
+    let victim: Node | null = null;
+    try {
+      victim = this.fs.lookup(parent, name);
+    } catch {
+      // nothing there: the rule answers the errno
+    }
+    await remove();
+    if (victim) this.table.removed(victim);
+    return [];
   }
 
   private serve(r: Request): Body | null | Promise<Body | null> {
@@ -223,8 +253,16 @@ export class Session {
         const parent = this.inode(r.nodeid).node;
         return this.fs.mkdir(parent, r.name(), mode, caller()).then((n) => this.entry(n));
       }
-      case Op.UNLINK: return this.fs.unlink(this.inode(r.nodeid).node, r.name()).then(() => []);
-      case Op.RMDIR: return this.fs.rmdir(this.inode(r.nodeid).node, r.name()).then(() => []);
+      case Op.UNLINK: {
+        const parent = this.inode(r.nodeid).node;
+        const name = r.name();
+        return this.removing(parent, name, () => this.fs.unlink(parent, name));
+      }
+      case Op.RMDIR: {
+        const parent = this.inode(r.nodeid).node;
+        const name = r.name();
+        return this.removing(parent, name, () => this.fs.rmdir(parent, name));
+      }
       case Op.RENAME:
       case Op.RENAME2: {
         const newdir = r.u64();
@@ -234,12 +272,20 @@ export class Session {
         const to = this.inode(newdir).node;
         const oldName = r.name();
         const newName = r.name();
-        return this.fs.rename(from, oldName, to, newName, flags).then(() => []);
+        return this.rename(from, oldName, to, newName, flags);
       }
       case Op.LINK: {
-        const old = this.inode(r.u64()).node;
+        const k = this.inode(r.u64());
         const parent = this.inode(r.nodeid).node;
-        return this.fs.link(old, parent, r.name()).then((n) => this.entry(n));
+        return this.fs.link(k.node, parent, r.name()).then((n) => {
+          // The same inode under a new name; its reply also refreshes the attributes the copy-up changed.
+          const a = this.fs.getattr(n);
+          this.table.linked(k, n, a);
+          k.lookups++;
+          const o = new P.Out(P.ENTRY_OUT);
+          P.entryOut(o, k.nodeid, 0n, this.opts.validity, a);
+          return [o.buf];
+        });
       }
       case Op.OPEN: {
         const flags = r.u32();
@@ -366,8 +412,8 @@ export class Session {
     const fh = r.u64();
     const size = r.n64();
     r.skip(8);
-    const atime = r.n64();
-    const mtime = r.n64();
+    const atime = r.i64();
+    const mtime = r.i64();
     r.skip(8);
     const atimensec = r.u32();
     const mtimensec = r.u32();
@@ -419,7 +465,10 @@ export class Session {
   }
 
   private async open(k: KernelInode, flags: number): Promise<Body> {
+    const ino = k.node.ino;
     const h = await this.fs.open(k.node, flags);
+    // A copy-up that broke a template hard link gave the file a number of its own: the cached one is stale.
+    if (k.node.ino !== ino) this.notify(P.invalInode(k.nodeid), P.Notify.INVAL_INODE);
     try {
       const { fh, openFlags, backingId } = this.addFile(h, k, flags);
       return [P.openOut(fh, openFlags, backingId)];
@@ -523,11 +572,7 @@ export class Session {
    */
   invalidate(rel: string): Promise<void>[] {
     const sent: Promise<void>[] = [];
-    const notify = (msg: Buffer, code: number) => {
-      if (this.closed) return;
-      const full = Buffer.concat([P.outHeader(0n, code, msg.length), msg]);
-      sent.push(native.fuseNotify(this.dev, full).catch(() => undefined));
-    };
+    const notify = (msg: Buffer, code: number) => sent.push(this.notify(msg, code));
     for (const k of this.table.under(rel)) {
       k.node.children.clear();
       notify(P.invalInode(k.nodeid), P.Notify.INVAL_INODE);
@@ -541,6 +586,12 @@ export class Session {
       if (name !== '') notify(P.invalEntry(k.nodeid, name), P.Notify.INVAL_ENTRY);
     }
     return sent;
+  }
+
+  /** A notification, written off the event loop; a failure only means the kernel had nothing cached. */
+  private notify(msg: Buffer, code: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return native.fuseNotify(this.dev, Buffer.concat([P.outHeader(0n, code, msg.length), msg])).catch(() => undefined);
   }
 
   /** The mount is gone: close every descriptor and backing file it held. */
