@@ -14,6 +14,7 @@ import { VefsError } from '../vefs/vefs-error.js';
 import { BINDINGS, type MountRequest } from '../vefs/config.js';
 import type { BindingName, MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
+import { announceChanges } from '../vefs/changes.js';
 import { demo } from './demo.js';
 import { benchCommand } from './bench.js';
 import { unifyCommand } from './unify.js';
@@ -29,7 +30,10 @@ const USAGE = `usage: vefs <command> [options]
         $VEFS_STATE_DIR/server.log, default /var/lib/vefs). --foreground serves
         it from this process instead, until interrupted.
   umount MOUNTPOINT   Unmount, also when the server has died.
-  status              The server's mounts, pid and memory.
+  status [--json]     The server's mounts, pid and memory (--json: also each kernel-binding
+                      mount's passthrough state, node IDs and requests served).
+  invalidate PATH...  Files in a template or private tree changed behind the mounts (a
+                      template update): every mount over them forgets what it cached.
   shutdown            Unmount everything and stop the server.
   demo [--dir DIR]    Build a busybox template, mount a VE root over it, change it,
                       show the template untouched and the private tree, unmount.
@@ -109,12 +113,23 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'status': {
-      parse(args, {}, 0);
+      const { values } = parse(args, { json: { type: 'boolean' } }, 0);
       const s = await call<Status>(socketPath(), { op: 'status' }).catch(() => {
         throw new VefsError('ESRCH', `no VEFS server answers on ${socketPath()}`);
       });
+      if (values.json) {
+        console.log(JSON.stringify(s, null, 2));
+        return;
+      }
       console.log(`server pid ${s.pid}, RSS ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB, ${s.mounts.length} mount(s), log ${logPath()}`);
       for (const m of s.mounts) console.log(`  ${m.mountpoint}  binding=${m.binding} templates=${m.templates.join(':')} private=${m.privateDir}`);
+      return;
+    }
+    case 'invalidate': {
+      const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
+      if (positionals.length === 0) throw new UsageError('invalidate needs at least one PATH');
+      const told = await announceChanges(positionals);
+      console.log(`${told} mount(s) told`);
       return;
     }
     case 'shutdown':

@@ -14,10 +14,22 @@ export type Request =
   | { op: 'open-for-writing' }
   | { op: 'shutdown' };
 
+export interface SessionInfo {
+  mountpoint: string;
+  /** Whether the kernel serves file data from the layer files itself (FUSE passthrough). */
+  passthrough: boolean;
+  /** Node IDs the kernel holds. */
+  nodes: number;
+  /** Requests served, by FUSE opcode name. */
+  requests: Record<string, number>;
+}
+
 export interface Status {
   pid: number;
   rssBytes: number;
   mounts: MountConfig[];
+  /** The kernel binding's mounts. */
+  sessions: SessionInfo[];
 }
 
 type Reply = { ok: true; value: unknown } | { ok: false; code: string; message: string };

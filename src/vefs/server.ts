@@ -133,6 +133,12 @@ export class MountServer {
       pid: process.pid,
       rssBytes: process.memoryUsage.rss(),
       mounts: [...this.mounts.values()].map((s) => s.config),
+      sessions: [...this.mounts.values()].flatMap((s) => s.session ? [{
+        mountpoint: s.config.mountpoint,
+        passthrough: s.session.passthroughActive,
+        nodes: s.session.table.size,
+        requests: s.session.counts(),
+      }] : []),
     };
   }
 }

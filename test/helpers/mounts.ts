@@ -19,6 +19,8 @@ export interface MountOptions {
   mountpoint: string;
   /** VEFS_STATE_DIR for the VEFS server; ignored by mountOverlay. */
   stateDir?: string;
+  /** --binding for VEFS; without it the server's default (VEFS_BINDING, as test/run.mjs sets it). */
+  binding?: 'kernel' | 'fuse-native';
 }
 
 export interface Mounted {
@@ -113,9 +115,16 @@ export async function mountVefs(opts: MountOptions): Promise<Mounted> {
   }
   const env = vefsEnv(opts.stateDir);
   await runOrExplain('vefs mount', process.execPath, [VEFS_CLI, 'mount', '--template', opts.templates.join(':'),
-    '--private', opts.privateDir, '--work', opts.workDir, opts.mountpoint], env);
+    '--private', opts.privateDir, '--work', opts.workDir, ...(opts.binding ? ['--binding', opts.binding] : []),
+    opts.mountpoint], env);
   if (!isMounted(opts.mountpoint)) throw new Error(`vefs mount returned but ${opts.mountpoint} is not in /proc/mounts`);
   return handle(opts.mountpoint, () => runOrExplain('vefs umount', process.execPath, [VEFS_CLI, 'umount', opts.mountpoint], env));
+}
+
+/** Runs the vefs CLI with a state dir; resolves to its stdout. */
+export async function vefsCli(stateDir: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [VEFS_CLI, ...args], { env: vefsEnv(stateDir), timeout: 60_000 });
+  return stdout;
 }
 
 /** Stops the VEFS server of a state dir. */

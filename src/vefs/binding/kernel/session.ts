@@ -68,6 +68,8 @@ export class Session {
   private readonly backlog: Buffer[] = [];
   private passthrough = false;
   private initialized = false;
+  /** Requests served, by opcode: READ and WRITE stay at zero for files under passthrough. */
+  readonly served = new Map<number, number>();
   private closed = false;
 
   constructor(private readonly fs: VefsFs, readonly dev: number, readonly mountpoint: string,
@@ -90,6 +92,7 @@ export class Session {
 
   private dispatch(buf: Buffer): void {
     const r = new P.Request(buf);
+    this.served.set(r.opcode, (this.served.get(r.opcode) ?? 0) + 1);
     let result: Body | null | Promise<Body | null>;
     try {
       result = this.serve(r);
@@ -556,6 +559,12 @@ export class Session {
     const out = new P.Out(16 + outSize).u32(0).u32(0).u32(0).u32(0);
     if (outSize >= 4) out.u32(this.fs.flags(k.node));
     return [out.buf];
+  }
+
+  /** Counts of requests served, by protocol name. */
+  counts(): Record<string, number> {
+    const names = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k]));
+    return Object.fromEntries([...this.served].map(([op, n]) => [names.get(op) ?? `op${op}`, n]));
   }
 
   /** Descriptors open for writing, as private paths, for unify to leave alone. */
