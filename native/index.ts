@@ -198,6 +198,8 @@ export interface NativeAddon {
   /** FUSE_DEV_IOC_BACKING_OPEN: a backing id for a passthrough open. */
   fuseBackingOpen(devFd: number, fd: number): number;
   fuseBackingClose(devFd: number, id: number): void;
+  /** pidfd_getfd(2): this process's own copy of descriptor fd of process pid. */
+  pidfdGetfd(pid: number, fd: number): number;
 }
 
 /** A UTF-8 path from a person or from Node's fs, as the byte string the addon takes. */

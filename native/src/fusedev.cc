@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -237,6 +238,20 @@ Napi::Value FuseBackingClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A copy of another process's descriptor (pidfd_getfd(2)), close-on-exec:
+// how the descriptor holder and a restarted server hand devices over.
+Napi::Value PidfdGetfd(const Napi::CallbackInfo& info) {
+  auto pid = static_cast<pid_t>(ArgInt32(info, 0));
+  int target = ArgInt32(info, 1);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) ThrowErrno(info.Env(), "pidfd_open");
+  int fd = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, target, 0));
+  int err = errno;
+  close(pidfd);
+  if (fd < 0) throw ErrnoError(info.Env(), err, "pidfd_getfd");
+  return Napi::Number::New(info.Env(), fd);
+}
+
 }  // namespace
 
 void InitFuseDev(Napi::Object exports, Napi::Object constants) {
@@ -249,6 +264,7 @@ void InitFuseDev(Napi::Object exports, Napi::Object constants) {
   SetFunction(exports, "fuseNotify", FuseNotify);
   SetFunction(exports, "fuseBackingOpen", FuseBackingOpen);
   SetFunction(exports, "fuseBackingClose", FuseBackingClose);
+  SetFunction(exports, "pidfdGetfd", PidfdGetfd);
 
   VEFS_CONSTANT(constants, MS_NOSUID);
   VEFS_CONSTANT(constants, MS_NODEV);

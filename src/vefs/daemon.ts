@@ -22,6 +22,8 @@ export async function runServer(): Promise<void> {
   await writeFile(pidPath(), `${process.pid}\n`);
   const log = (m: string): void => console.log(`${new Date().toISOString()} ${m}`);
   const server = new MountServer(log);
+  // Before taking requests: a mount of a server that died is ours again before anyone asks about it.
+  await server.recover();
   let stopping: Promise<void> | null = null;
   const stop = (why: string): Promise<void> => {
     stopping ??= (async () => {

@@ -7,7 +7,14 @@ import { promisify } from 'node:util';
 import { VefsFs } from './fs.js';
 import { checkMount, type MountRequest } from './config.js';
 import { mountFuseNative, type BindingOptions, type BoundMount } from './binding/fuse-native.js';
-import { mountKernel } from './binding/kernel.js';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { native } from '../../native/index.js';
+import { mountKernel, resumeKernel } from './binding/kernel.js';
+import { NodeJournal } from './binding/kernel/journal.js';
+import { drop, held, hold } from './holder.js';
+import { readMounts, VEFS_FSTYPE } from './mounts.js';
+import { sessionsDir } from './state.js';
 import type { Session } from './binding/kernel/session.js';
 import { VefsError } from './vefs-error.js';
 import { repairJournal } from '../unify/section.js';
@@ -25,6 +32,12 @@ interface Served {
   bound: BoundMount;
   /** The kernel binding's session: it can invalidate caches and list open files. */
   session: Session | null;
+}
+
+/** Where a kernel-binding mount's config and node journal wait for a server that takes over. */
+function sessionFiles(mountpoint: string): { config: string; nodes: string } {
+  const base = join(sessionsDir(), encodeURIComponent(mountpoint));
+  return { config: `${base}.json`, nodes: `${base}.nodes` };
 }
 
 const inside = (path: string, dir: string): string | null =>
@@ -50,8 +63,15 @@ export class MountServer {
       const opts: BindingOptions = { inFlight: IN_FLIGHT_PER_MOUNT, log: this.log, fsname: `vefs:${config.privateDir}` };
       let served: Served;
       if (config.binding === 'kernel') {
-        const bound = await mountKernel(fs, config.mountpoint, opts);
+        const files = sessionFiles(config.mountpoint);
+        mkdirSync(sessionsDir(), { recursive: true, mode: 0o700 });
+        writeFileSync(files.config, JSON.stringify(config));
+        rmSync(files.nodes, { force: true });
+        const bound = mountKernel(fs, config.mountpoint, { ...opts, journal: new NodeJournal(files.nodes) });
         served = { config, fs, bound, session: bound.session };
+        // Without the holder the mount works, but would not outlive a crash of this server.
+        await hold(config.mountpoint, bound.dev).catch((err: Error) =>
+          this.log(`${config.mountpoint}: no descriptor holder, the mount dies with this server: ${err.message}`));
       } else {
         served = { config, fs, bound: await mountFuseNative(fs, config.mountpoint, opts), session: null };
       }
@@ -89,8 +109,44 @@ export class MountServer {
     await served.bound.unmount();
     this.mounts.delete(mountpoint);
     served.fs.close();
+    if (served.session) {
+      await drop(mountpoint);
+      const files = sessionFiles(mountpoint);
+      rmSync(files.config, { force: true });
+      rmSync(files.nodes, { force: true });
+    }
     this.log(`unmounted ${mountpoint}`);
     return true;
+  }
+
+  /**
+   * Takes over the kernel-binding mounts of a server that died: the holder
+   * still has their devices, the session files their configs and node IDs.
+   * A mount that is gone meanwhile (detached by vefs umount) is let go.
+   */
+  async recover(): Promise<void> {
+    const { pid, devices } = await held();
+    const mounted = new Set((await readMounts()).filter((m) => m.fstype === VEFS_FSTYPE).map((m) => m.mountpoint));
+    for (const [mountpoint, fd] of devices) {
+      const files = sessionFiles(mountpoint);
+      try {
+        if (!mounted.has(mountpoint)) throw new Error('no longer mounted');
+        const config = JSON.parse(readFileSync(files.config, 'utf8')) as MountConfig;
+        const replayed = NodeJournal.replay(files.nodes);
+        const journal = NodeJournal.rewrite(files.nodes, replayed);
+        const dev = native.pidfdGetfd(pid, fd);
+        const fs = new VefsFs(config);
+        const bound = resumeKernel(fs, mountpoint, dev, { inFlight: IN_FLIGHT_PER_MOUNT, log: this.log,
+          fsname: `vefs:${config.privateDir}`, journal }, replayed);
+        this.mounts.set(mountpoint, { config, fs, bound, session: bound.session });
+        this.log(`took over ${mountpoint} from a server that died: ${replayed.paths.size} node IDs, passthrough ${replayed.passthrough}`);
+      } catch (err) {
+        this.log(`cannot take over ${mountpoint}: ${(err as Error).message}; letting it go`);
+        await drop(mountpoint);
+        rmSync(files.config, { force: true });
+        rmSync(files.nodes, { force: true });
+      }
+    }
   }
 
   async unmountAll(): Promise<void> {

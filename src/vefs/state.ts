@@ -9,3 +9,6 @@ export function stateDir(): string {
 export const socketPath = (): string => join(stateDir(), 'server.sock');
 export const logPath = (): string => join(stateDir(), 'server.log');
 export const pidPath = (): string => join(stateDir(), 'server.pid');
+export const holderSocketPath = (): string => join(stateDir(), 'holder.sock');
+/** Per kernel-binding mount: its config and its node ID journal, for a server that takes over. */
+export const sessionsDir = (): string => join(stateDir(), 'sessions');

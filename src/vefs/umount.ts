@@ -6,6 +6,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { native, C, toBytes } from '../../native/index.js';
 import { call } from './control.js';
 import { serverRunning } from './daemon.js';
+import { drop } from './holder.js';
 import { readMounts, VEFS_FSTYPE } from './mounts.js';
 import { socketPath } from './state.js';
 import { VefsError } from './vefs-error.js';
@@ -25,5 +26,7 @@ export async function umount(arg: string): Promise<'server' | 'detached'> {
   if (!entry) throw new VefsError('EINVAL', `${mp} is not mounted`);
   if (entry.fstype !== VEFS_FSTYPE) throw new VefsError('EINVAL', `${mp} is not a VEFS mount (it is ${entry.fstype})`);
   native.umount2(toBytes(mp), C.MNT_DETACH);
+  // The connection ends once the descriptor holder lets go of it too.
+  await drop(mp);
   return 'detached';
 }

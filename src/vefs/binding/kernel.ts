@@ -5,6 +5,7 @@
 import { native, toBytes } from '../../../native/index.js';
 import type { VefsFs } from '../fs.js';
 import type { BindingOptions, BoundMount } from './fuse-native.js';
+import type { NodeJournal, Replayed } from './kernel/journal.js';
 import { Session } from './kernel/session.js';
 
 const sessions = new Map<number, Session>();
@@ -28,34 +29,31 @@ const VALIDITY = { entrySec: 10, attrSec: 10 };
 
 export interface KernelMount extends BoundMount {
   readonly session: Session;
+  /** The device, which the descriptor holder keeps a copy of (holder.ts). */
+  readonly dev: number;
 }
 
-export async function mountKernel(fs: VefsFs, mountpoint: string, opts: BindingOptions): Promise<KernelMount> {
+export interface KernelOptions extends BindingOptions {
+  journal: NodeJournal | null;
+}
+
+function ensureReader(): void {
   if (!started) {
     native.fuseStart(deliver);
     started = true;
   }
-  const dev = native.fuseOpenDevice();
-  const session = new Session(fs, dev, mountpoint, {
-    inFlight: opts.inFlight, log: opts.log, validity: VALIDITY, passthrough: true,
-  });
+}
+
+/** Serves a mounted device: its requests go to the session from now on. */
+function serve(dev: number, session: Session, mountpoint: string, journal: NodeJournal | null): KernelMount {
   sessions.set(dev, session);
-  try {
-    // nodev and nosuid as for any FUSE mount; user_id/group_id name who may unmount it.
-    native.mount(toBytes(opts.fsname), toBytes(mountpoint), 'fuse.vefs', native.constants.MS_NODEV | native.constants.MS_NOSUID,
-      `fd=${dev},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`);
-    // Only a mounted device can be polled: before, it answers EPOLLERR and never wakes a waiter.
-    native.fuseAdd(dev);
-  } catch (err) {
-    sessions.delete(dev);
-    native.fuseRemove(dev);
-    native.close(dev);
-    throw err;
-  }
+  // Only a mounted device can be polled: before, it answers EPOLLERR and never wakes a waiter.
+  native.fuseAdd(dev);
   let gone = false;
   return {
     mountpoint,
     session,
+    dev,
     unmount: async () => {
       if (gone) return;
       gone = true;
@@ -68,7 +66,42 @@ export async function mountKernel(fs: VefsFs, mountpoint: string, opts: BindingO
       sessions.delete(dev);
       native.fuseRemove(dev);
       await session.close();
+      journal?.close();
       native.close(dev);
     },
   };
+}
+
+export function mountKernel(fs: VefsFs, mountpoint: string, opts: KernelOptions): KernelMount {
+  ensureReader();
+  const dev = native.fuseOpenDevice();
+  const session = new Session(fs, dev, mountpoint, {
+    inFlight: opts.inFlight, log: opts.log, validity: VALIDITY, passthrough: true, journal: opts.journal, resume: null,
+  });
+  try {
+    // nodev and nosuid as for any FUSE mount; user_id/group_id name who may unmount it.
+    native.mount(toBytes(opts.fsname), toBytes(mountpoint), 'fuse.vefs', native.constants.MS_NODEV | native.constants.MS_NOSUID,
+      `fd=${dev},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`);
+  } catch (err) {
+    native.close(dev);
+    throw err;
+  }
+  return serve(dev, session, mountpoint, opts.journal);
+}
+
+/**
+ * Takes over a mount whose server died: dev is the same connection, taken
+ * back from the descriptor holder; the journal's IDs are answered for, and
+ * the requests the dead server had read are asked for again.
+ */
+export function resumeKernel(fs: VefsFs, mountpoint: string, dev: number, opts: KernelOptions,
+  replayed: Replayed): KernelMount {
+  ensureReader();
+  const session = new Session(fs, dev, mountpoint, {
+    inFlight: opts.inFlight, log: opts.log, validity: VALIDITY, passthrough: replayed.passthrough, journal: opts.journal,
+    resume: { replayed },
+  });
+  const m = serve(dev, session, mountpoint, opts.journal);
+  void session.resend();
+  return m;
 }

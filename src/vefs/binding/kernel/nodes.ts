@@ -10,6 +10,7 @@
 import { C } from '../../../../native/index.js';
 import type { Node } from '../../node.js';
 import type { Attr } from '../../types.js';
+import type { NodeJournal, Replayed } from './journal.js';
 import { ROOT_ID } from './protocol.js';
 
 /** The passthrough backing file registered for an inode, shared by its opens. */
@@ -25,6 +26,8 @@ export class KernelInode {
   backing: Backing | null = null;
   /** Replaced by a fresh ID for its name (see Session.open); serves only what was open before. */
   detached = false;
+  /** Taken over from a crashed server: its lookup count is unknown and it may carry that server's backing file. */
+  recovered = false;
   /** Its names in the merged tree that the kernel knows; `node` is the one that serves requests. */
   readonly names = new Set<Node>();
   constructor(readonly nodeid: bigint, public node: Node, public key: string | null) {
@@ -42,8 +45,12 @@ export class NodeTable {
   private readonly byKey = new Map<string, KernelInode>();
   private readonly byNode = new WeakMap<Node, KernelInode>();
   private next = ROOT_ID + 1n;
+  /** IDs a crashed server handed out, by path, adopted when the kernel first uses each. */
+  private readonly orphans: Map<bigint, string>;
 
-  constructor(root: Node) {
+  constructor(root: Node, private readonly journal: NodeJournal | null = null, replayed: Replayed | null = null) {
+    this.orphans = replayed?.paths ?? new Map();
+    if (replayed) this.next = replayed.next;
     const k = new KernelInode(ROOT_ID, root, null);
     k.lookups = 1;
     this.byId.set(ROOT_ID, k);
@@ -71,6 +78,7 @@ export class NodeTable {
         k.names.add(node);
       } else {
         k = new KernelInode(this.next++, node, key);
+        this.journal?.allocated(k.nodeid, node.path());
         this.byId.set(k.nodeid, k);
         if (key !== null) this.byKey.set(key, k);
       }
@@ -105,16 +113,47 @@ export class NodeTable {
   /** Returns true when the kernel holds the inode no more. */
   forget(nodeid: bigint, count: number): KernelInode | null {
     const k = this.byId.get(nodeid);
-    if (!k || nodeid === ROOT_ID) return null;
+    if (!k || nodeid === ROOT_ID) {
+      if (this.orphans.delete(nodeid)) this.journal?.forgot(nodeid);
+      return null;
+    }
     k.lookups -= count;
     if (k.lookups > 0) return null;
     this.byId.delete(nodeid);
+    this.journal?.forgot(nodeid);
     if (k.key !== null && this.byKey.get(k.key) === k) this.byKey.delete(k.key);
     if (this.byNode.get(k.node) === k) this.byNode.delete(k.node);
     // The union's cache of names follows the kernel's: a leaf the kernel let go of is looked up afresh next time.
     const { parent, name } = k.node;
     if (k.node.children.size === 0 && parent && parent.children.get(name) === k.node) parent.forget(name);
     return k;
+  }
+
+  /**
+   * An ID a crashed server handed out, looked up by the path the journal
+   * gives it, or null when nothing is there any more.
+   */
+  adopt(nodeid: bigint, resolve: (path: string) => Node): KernelInode | null {
+    const path = this.orphans.get(nodeid);
+    if (path === undefined) return null;
+    this.orphans.delete(nodeid);
+    let node: Node;
+    try {
+      node = resolve(path);
+    } catch {
+      return null;
+    }
+    const k = new KernelInode(nodeid, node, null);
+    k.recovered = true;
+    // The kernel's count is unknown: it may forget any number, so the ID lives until unmount.
+    k.lookups = Number.MAX_SAFE_INTEGER;
+    this.byId.set(nodeid, k);
+    this.byNode.set(node, k);
+    return k;
+  }
+
+  renamed(from: string, to: string): void {
+    this.journal?.renamed(from, to);
   }
 
   /** The next lookup of this inode's name gets a new ID; this one lives on for what is open. */

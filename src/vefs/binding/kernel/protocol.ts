@@ -38,7 +38,7 @@ export const Fattr = {
 
 export const GETATTR_FH = 1;
 export const FSYNC_FDATASYNC = 1;
-export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3 } as const;
+export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3, RESEND: 7 } as const;
 
 export const ROOT_ID = 1n;
 export const IN_HEADER = 40;

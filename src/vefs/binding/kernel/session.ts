@@ -24,7 +24,9 @@ import type { VefsFs } from '../../fs.js';
 import type { Handle } from '../../files.js';
 import { wantsWrite } from '../../files.js';
 import type { Node } from '../../node.js';
+import { join } from '../../paths.js';
 import type { Attr, Caller } from '../../types.js';
+import type { NodeJournal, Replayed } from './journal.js';
 import { NodeTable, type KernelInode } from './nodes.js';
 import * as P from './protocol.js';
 import { Fattr, Fopen, Init, Op, type Request, type Validity } from './protocol.js';
@@ -37,6 +39,10 @@ export interface SessionOptions {
   validity: Validity;
   /** Ask for passthrough I/O (used where the kernel offers it). */
   passthrough: boolean;
+  /** Where node IDs are written down for a server that takes over (journal.ts). */
+  journal: NodeJournal | null;
+  /** Taking over a mount from a crashed server: its IDs, and whether it had passthrough. */
+  resume: { replayed: Replayed } | null;
 }
 
 const FS_IOC_GETFLAGS = 0x80086601;
@@ -74,7 +80,20 @@ export class Session {
 
   constructor(private readonly fs: VefsFs, readonly dev: number, readonly mountpoint: string,
     private readonly opts: SessionOptions) {
-    this.table = new NodeTable(fs.root);
+    this.table = new NodeTable(fs.root, opts.journal, opts.resume?.replayed ?? null);
+    if (opts.resume) {
+      // The connection was initialised by the server before; the kernel will not say INIT again.
+      this.initialized = true;
+      this.passthrough = opts.resume.replayed.passthrough;
+    }
+  }
+
+  /**
+   * After a takeover: the requests the crashed server had read but not
+   * answered go back to the kernel's queue and come again (FUSE_NOTIFY_RESEND).
+   */
+  resend(): Promise<void> {
+    return this.notify(Buffer.alloc(0), P.Notify.RESEND);
   }
 
   /** Whether the kernel agreed to passthrough I/O for this mount. */
@@ -132,7 +151,7 @@ export class Session {
   }
 
   private inode(nodeid: bigint): KernelInode {
-    const k = this.table.get(nodeid);
+    const k = this.table.get(nodeid) ?? this.table.adopt(nodeid, (p) => this.fs.resolve(p));
     if (!k) throw fsError('ESTALE', `unknown node ID ${nodeid}`);
     return k;
   }
@@ -143,10 +162,14 @@ export class Session {
     return h;
   }
 
-  private dir(fh: bigint): DirHandle {
+  private dir(fh: bigint, nodeid: bigint): DirHandle {
     const h = this.handles.get(fh);
-    if (!h || h.kind !== 'dir') throw fsError('EBADF');
-    return h;
+    if (h?.kind === 'dir') return h;
+    // A listing the crashed server had opened: start a new one on the same directory.
+    if (h || !this.opts.resume) throw fsError('EBADF');
+    const d: DirHandle = { kind: 'dir', k: this.inode(nodeid), entries: null };
+    this.handles.set(fh, d);
+    return d;
   }
 
   private entry(node: Node): Body {
@@ -173,7 +196,17 @@ export class Session {
   private async rename(from: Node, oldName: string, to: Node, newName: string, flags: number): Promise<Body> {
     const moving = this.fs.lookup(from, oldName);
     const over = flags & C.RENAME_EXCHANGE ? null : this.fs.union.exists(to, newName);
+    const oldPath = join(from.path(), oldName);
+    const newPath = join(to.path(), newName);
     await this.fs.rename(from, oldName, to, newName, flags);
+    if (flags & C.RENAME_EXCHANGE) {
+      const swap = `${oldPath}\0`;
+      this.table.renamed(oldPath, swap);
+      this.table.renamed(newPath, oldPath);
+      this.table.renamed(swap, newPath);
+    } else {
+      this.table.renamed(oldPath, newPath);
+    }
     // Renaming over another name of the same file changes nothing (rename(2)).
     if (over && over !== moving && (over.ino !== moving.ino || over.type === C.S_IFDIR)) this.table.removed(over);
     return [];
@@ -318,8 +351,10 @@ export class Session {
       case Op.FLUSH: return [];
       case Op.RELEASE: return this.release(r.u64());
       case Op.FSYNC: {
-        const f = this.file(r.u64());
-        return this.fs.fsync(f.h, (r.u32() & P.FSYNC_FDATASYNC) !== 0).then(() => []);
+        const fh = r.u64();
+        const datasync = (r.u32() & P.FSYNC_FDATASYNC) !== 0;
+        if (!this.handles.has(fh) && this.opts.resume) return this.fsyncByNode(this.inode(r.nodeid), datasync);
+        return this.fs.fsync(this.file(fh).h, datasync).then(() => []);
       }
       case Op.STATFS: {
         const s = this.fs.statfs();
@@ -395,6 +430,7 @@ export class Session {
     const flags2 = this.opts.passthrough ? Init.PASSTHROUGH2 & i.flags2 : 0;
     this.passthrough = flags2 !== 0;
     this.initialized = true;
+    this.opts.journal?.initialized(this.passthrough);
     return [P.initOut({
       minor: Math.min(i.minor, MINOR),
       maxReadahead: i.maxReadahead,
@@ -468,6 +504,11 @@ export class Session {
   }
 
   private async open(k: KernelInode, flags: number): Promise<Body> {
+    if (k.recovered && this.passthrough && k.node.type === C.S_IFREG) {
+      // The kernel inode may still carry the crashed server's backing file: a fresh ID has none.
+      this.table.detach(k);
+      throw fsError('ESTALE', `${k.node.path()} is re-looked-up after the takeover`);
+    }
     const ino = k.node.ino;
     const h = await this.fs.open(k.node, flags);
     // A copy-up that broke a template hard link gave the file a number of its own: the cached one is stale.
@@ -494,7 +535,20 @@ export class Session {
     }
   }
 
+  /** fsync of a descriptor the crashed server had opened: the file itself, through a descriptor of our own. */
+  private async fsyncByNode(k: KernelInode, datasync: boolean): Promise<Body> {
+    const h = await this.fs.open(k.node, C.O_RDONLY);
+    try {
+      await this.fs.fsync(h, datasync);
+    } finally {
+      await this.fs.release(h);
+    }
+    return [];
+  }
+
   private async release(fh: bigint): Promise<Body> {
+    // The crashed server's descriptors died with it: nothing is left to close.
+    if (!this.handles.has(fh) && this.opts.resume) return [];
     const f = this.file(fh);
     this.handles.delete(fh);
     const b = f.k.backing;
@@ -507,7 +561,7 @@ export class Session {
   }
 
   private readdir(r: Request, plus: boolean): Body {
-    const d = this.dir(r.u64());
+    const d = this.dir(r.u64(), r.nodeid);
     const offset = r.n64();
     const size = r.u32();
     const dir = d.k.node;
