@@ -132,12 +132,15 @@ export async function shutdownVefs(stateDir: string): Promise<void> {
   await runOrExplain('vefs shutdown', process.execPath, [VEFS_CLI, 'shutdown'], vefsEnv(stateDir));
 }
 
-/** Pids of processes running with this VEFS_STATE_DIR: the server a test started. */
+/** Pids of processes running with this VEFS_STATE_DIR (the server a test started) or holding its descriptors. */
 function vefsServerPids(stateDir: string): number[] {
   const wanted = `VEFS_STATE_DIR=${stateDir}`;
+  const holder = path.join(stateDir, 'holder.sock');
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((pid) => {
     try {
-      return fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(wanted) ? [Number(pid)] : [];
+      const mine = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(wanted)
+        || fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes(holder);
+      return mine ? [Number(pid)] : [];
     } catch {
       return []; // exited meanwhile, or not ours to read
     }
@@ -192,6 +195,12 @@ export function makeScratch(label = 'vefs-test'): Scratch & { cleanup(): Promise
           problems.push(`killed VEFS server ${pid} of ${stateDir}`);
         }
       }
+    }
+    // The descriptor holder outlives a server by design; after a clean shutdown both exit soon.
+    for (let i = 0; i < 50 && vefsServerPids(stateDir).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (const pid of vefsServerPids(stateDir)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      problems.push(`killed ${pid}, still running for ${stateDir} after the server stopped`);
     }
     // The server answers EIO only for an exception no rule expected, and logs it: that is a bug.
     const log = path.join(stateDir, 'server.log');

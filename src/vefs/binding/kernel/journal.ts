@@ -9,10 +9,18 @@
 //   ["A", id, path]       an ID was handed out for path
 //   ["F", id]             the kernel forgot it
 //   ["R", from, to]       a rename moved path `from` (and everything below) to `to`
+//   ["D", unique, reply]  a request that changes the tree was done, and this
+//                         (base64) is its reply: if the server dies before
+//                         the reply reaches the kernel, the kernel sends the
+//                         request again, and the next server answers it from
+//                         here instead of doing it twice (a second mkdir
+//                         would answer EEXIST, a second rmdir ENOENT)
 import { closeSync, openSync, readFileSync, writeSync, renameSync } from 'node:fs';
 
 export interface Replayed {
   passthrough: boolean;
+  /** Replies of requests done, by unique. */
+  done: Map<bigint, Buffer>;
   paths: Map<bigint, string>;
   /** Above every ID ever handed out. */
   next: bigint;
@@ -33,6 +41,7 @@ export class NodeJournal {
   allocated(id: bigint, path: string): void { this.write(['A', id, path]); }
   forgot(id: bigint): void { this.write(['F', id]); }
   renamed(from: string, to: string): void { this.write(['R', from, to]); }
+  replied(unique: bigint, body: Buffer[]): void { this.write(['D', unique, Buffer.concat(body).toString('base64')]); }
 
   close(): void {
     closeSync(this.fd);
@@ -42,11 +51,12 @@ export class NodeJournal {
     const paths = new Map<bigint, string>();
     let next = 2n;
     let passthrough = false;
+    const done = new Map<bigint, Buffer>();
     let text = '';
     try {
       text = readFileSync(path, 'utf8');
     } catch {
-      return { passthrough, paths, next };
+      return { passthrough, done, paths, next };
     }
     for (const line of text.split('\n')) {
       if (!line) continue;
@@ -62,6 +72,7 @@ export class NodeJournal {
         paths.set(id, e[2]);
         if (id >= next) next = id + 1n;
       } else if (e[0] === 'F') paths.delete(BigInt(e[1]));
+      else if (e[0] === 'D') done.set(BigInt(e[1]), Buffer.from(e[2], 'base64'));
       else if (e[0] === 'R') {
         const [from, to] = [e[1], e[2]];
         for (const [id, p] of paths) {
@@ -70,7 +81,7 @@ export class NodeJournal {
         }
       }
     }
-    return { passthrough, paths, next };
+    return { passthrough, done, paths, next };
   }
 
   /** Starts a fresh journal holding exactly the replayed state (replaces the file atomically). */
@@ -82,6 +93,7 @@ export class NodeJournal {
     j.write(['A', state.next - 1n, '\0reserved']);
     j.forgot(state.next - 1n);
     for (const [id, p] of state.paths) j.allocated(id, p);
+    for (const [unique, reply] of state.done) j.replied(unique, [reply]);
     renameSync(tmp, path);
     return j;
   }

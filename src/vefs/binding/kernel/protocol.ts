@@ -54,6 +54,8 @@ export class Request {
   readonly uid: number;
   readonly gid: number;
   readonly pid: number;
+  /** Sent again after a server takeover (FUSE_NOTIFY_RESEND): the crashed server may have done it already. */
+  readonly resent: boolean;
   private pos = IN_HEADER;
 
   constructor(readonly buf: Buffer) {
@@ -63,6 +65,7 @@ export class Request {
     this.uid = buf.readUInt32LE(24);
     this.gid = buf.readUInt32LE(28);
     this.pid = buf.readUInt32LE(32);
+    this.resent = (this.unique & (1n << 63n)) !== 0n;
   }
 
   u32(): number {

@@ -46,6 +46,11 @@ export interface SessionOptions {
 }
 
 const FS_IOC_GETFLAGS = 0x80086601;
+/** Set in the unique of a request the kernel sends again (FUSE_NOTIFY_RESEND). */
+const UNIQUE_RESEND = 1n << 63n;
+/** Requests that are not idempotent: done twice they would answer differently (journal.ts, "D"). */
+const CHANGES_TREE = new Set<number>([Op.MKDIR, Op.MKNOD, Op.SYMLINK, Op.LINK, Op.UNLINK, Op.RMDIR, Op.RENAME,
+  Op.RENAME2, Op.CREATE]);
 const MAX_WRITE = 1 << 20;
 const MINOR = 41;
 
@@ -112,6 +117,12 @@ export class Session {
   private dispatch(buf: Buffer): void {
     const r = new P.Request(buf);
     this.served.set(r.opcode, (this.served.get(r.opcode) ?? 0) + 1);
+    const done = r.resent ? this.opts.resume?.replayed.done.get(r.unique & ~UNIQUE_RESEND) : undefined;
+    if (r.resent) this.opts.log(`${this.mountpoint}: request ${r.unique & ~UNIQUE_RESEND} (opcode ${r.opcode}) resent after the takeover${done ? ', answered from the journal' : ''}`);
+    if (done) {
+      this.reply(r.unique, 0, [done]);
+      return;
+    }
     let result: Body | null | Promise<Body | null>;
     try {
       result = this.serve(r);
@@ -125,6 +136,7 @@ export class Session {
     }
     this.inFlight++;
     result.then((body) => {
+      if (body !== NO_REPLY && CHANGES_TREE.has(r.opcode)) this.opts.journal?.replied(r.unique & ~UNIQUE_RESEND, body);
       if (body !== NO_REPLY) this.reply(r.unique, 0, body);
     }, (err) => this.fail(r, err)).finally(() => {
       this.inFlight--;
@@ -212,13 +224,28 @@ export class Session {
     return [];
   }
 
-  /** Runs a removal of parent/name (or a rename over it) and tells the node table which name went. */
-  private async removing(parent: Node, name: string, remove: () => Promise<void>): Promise<Body> {
+  /**
+   * The entry of an object a request created. A request resent after a
+   * takeover that finds its object there already was done by the crashed
+   * server: it answers as if it had just made it.
+   */
+  private async made(r: Request, parent: Node, name: string, making: Promise<Node>): Promise<Body> {
+    try {
+      return this.entry(await making);
+    } catch (err) {
+      if (r.resent && errnoOf(err) === 17) return this.entry(this.fs.lookup(parent, name));
+      throw err;
+    }
+  }
+
+  /** Runs a removal of parent/name and tells the node table which name went. */
+  private async removing(r: Request, parent: Node, name: string, remove: () => Promise<void>): Promise<Body> {
     let victim: Node | null = null;
     try {
       victim = this.fs.lookup(parent, name);
     } catch {
-      // nothing there: the rule answers the errno
+      // Resent after a takeover and already done by the crashed server.
+      if (r.resent) return [];
     }
     await remove();
     if (victim) this.table.removed(victim);
@@ -274,30 +301,32 @@ export class Session {
         const parent = this.inode(r.nodeid).node;
         const name = r.name();
         const target = r.name();
-        return this.fs.symlink(parent, name, target, caller()).then((n) => this.entry(n));
+        return this.made(r, parent, name, this.fs.symlink(parent, name, target, caller()));
       }
       case Op.MKNOD: {
         const mode = r.u32();
         const rdev = r.u32();
         r.skip(8);
         const parent = this.inode(r.nodeid).node;
-        return this.fs.mknod(parent, r.name(), mode, P.decodeDev(rdev), caller()).then((n) => this.entry(n));
+        const name = r.name();
+        return this.made(r, parent, name, this.fs.mknod(parent, name, mode, P.decodeDev(rdev), caller()));
       }
       case Op.MKDIR: {
         const mode = r.u32();
         r.skip(4);
         const parent = this.inode(r.nodeid).node;
-        return this.fs.mkdir(parent, r.name(), mode, caller()).then((n) => this.entry(n));
+        const name = r.name();
+        return this.made(r, parent, name, this.fs.mkdir(parent, name, mode, caller()));
       }
       case Op.UNLINK: {
         const parent = this.inode(r.nodeid).node;
         const name = r.name();
-        return this.removing(parent, name, () => this.fs.unlink(parent, name));
+        return this.removing(r, parent, name, () => this.fs.unlink(parent, name));
       }
       case Op.RMDIR: {
         const parent = this.inode(r.nodeid).node;
         const name = r.name();
-        return this.removing(parent, name, () => this.fs.rmdir(parent, name));
+        return this.removing(r, parent, name, () => this.fs.rmdir(parent, name));
       }
       case Op.RENAME:
       case Op.RENAME2: {
@@ -308,7 +337,11 @@ export class Session {
         const to = this.inode(newdir).node;
         const oldName = r.name();
         const newName = r.name();
-        return this.rename(from, oldName, to, newName, flags);
+        return this.rename(from, oldName, to, newName, flags).catch((err) => {
+          // Resent after a takeover and already done: the old name is gone, the new one is there.
+          if (r.resent && errnoOf(err) === 2 && this.fs.union.exists(to, newName)) return [];
+          throw err;
+        });
       }
       case Op.LINK: {
         const k = this.inode(r.u64());
@@ -332,7 +365,8 @@ export class Session {
         const mode = r.u32();
         r.skip(8);
         const parent = this.inode(r.nodeid).node;
-        return this.create(parent, r.name(), mode, flags, caller());
+        const name = r.name();
+        return this.create(r, parent, name, mode, flags, caller());
       }
       case Op.READ: {
         const f = this.file(r.u64());
@@ -522,8 +556,15 @@ export class Session {
     }
   }
 
-  private async create(parent: Node, name: string, mode: number, flags: number, caller: Caller): Promise<Body> {
-    const h = await this.fs.create(parent, name, mode, flags, caller);
+  private async create(r: Request, parent: Node, name: string, mode: number, flags: number, caller: Caller): Promise<Body> {
+    let h: Handle;
+    try {
+      h = await this.fs.create(parent, name, mode, flags, caller);
+    } catch (err) {
+      if (!r.resent || errnoOf(err) !== 17) throw err;
+      // Resent after a takeover and already done: open what the crashed server created.
+      h = await this.fs.open(this.fs.lookup(parent, name), flags & ~(C.O_CREAT | C.O_EXCL));
+    }
     try {
       const [entry] = this.entry(h.node);
       const k = this.inode(entry.readBigUInt64LE(0));
