@@ -15,7 +15,8 @@ import type { Status } from '../src/vefs/control.js';
 const run = promisify(execFile);
 
 async function py(script: string, ...args: string[]): Promise<string> {
-  const { stdout } = await run('python3', ['-c', script, ...args], { timeout: 60_000 });
+  const { stdout, stderr } = await run('python3', ['-u', '-c', script, ...args], { timeout: 60_000 });
+  if (stdout.trim() === '') throw new Error(`python3 printed nothing; stderr: ${stderr}`);
   return stdout.trim();
 }
 
