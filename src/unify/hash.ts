@@ -101,7 +101,9 @@ export async function hashPending(index: UnifyIndex, queries: GroupQueries, root
   const flush = (): void => {
     const batch = done;
     done = [];
-    index.db.transaction(() => { for (const d of batch) queries.setHash(d.f, d.hash); })();
+    // Inside the caller's batch; a nested transaction (a savepoint) would journal every page it touches.
+    for (const d of batch) queries.setHash(d.f, d.hash);
+    index.commitIfDue();
   };
   let after: [bigint, bigint] = [0n, 0n];
   for (;;) {
