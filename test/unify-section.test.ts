@@ -144,7 +144,7 @@ test.serial('a power loss cannot lose a flag: the journal is on disk before a fl
   for (const set of sets) {
     const fd = /ioctl\((\d+<[^>]*>)/.exec(set)![1]!;
     const after = calls.indexOf(set);
-    t.true(calls.slice(after, emptied).some((l) => l.includes(`fsync(${fd})`)), `the flag set on ${fd} is fsynced before the journal is emptied`);
+    t.true(calls.slice(after, emptied).some((l) => l.includes(`fsync(${fd}`)), `the flag set on ${fd} is fsynced before the journal is emptied`);
   }
   t.deepEqual(flagProblems([tpl, ...ves]), []);
 });

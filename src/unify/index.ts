@@ -154,13 +154,16 @@ export class UnifyIndex {
   }
 
   /**
-   * Commits the batch once it is a few seconds old. Each commit writes every
+   * Commits the batch once it is a few seconds old and starts the next. Each commit writes every
    * page it touched to the WAL, and a run's updates are spread over the whole
    * index, so frequent commits rewrite the index many times over; a kill loses
    * at most these seconds of updates, which the next run's walk finds again.
    */
   commitIfDue(): void {
-    if (this.ownBatch && performance.now() - this.batchStarted > COMMIT_EVERY_MS) this.commit();
+    if (this.ownBatch && performance.now() - this.batchStarted > COMMIT_EVERY_MS) {
+      this.commit();
+      this.batch();
+    }
   }
 
   commit(): void {
