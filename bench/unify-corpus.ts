@@ -21,7 +21,7 @@ export interface HostFiles {
 }
 
 export const FULL_HOST: HostFiles = { trees: ['/usr/lib/python3.11', '/usr/share/perl', '/usr/share/zoneinfo'], libBytes: 120e6 };
-export const QUICK_HOST: HostFiles = { trees: ['/usr/share/zoneinfo'], libBytes: 8e6 };
+export const QUICK_HOST: HostFiles = { trees: ['/usr/share/zoneinfo'], libBytes: 4e6 };
 
 /** A small seeded generator, so two corpora of one seed are the same. */
 function random(seed: number): () => number {
