@@ -1,20 +1,27 @@
-// A corpus for `vefs unify`: one template (the busybox template plus real
-// files of the host: Python's and Perl's libraries, time zones, shared
-// libraries) and N VE trees made from it the way VEs drift apart: full
+// A corpus for `vefs unify` (the bench group bench/groups/unify.ts): one
+// template (the busybox template plus real files of the host: Python's and
+// Perl's libraries, time zones, shared libraries; or a Debian tree made by
+// debootstrap) and N VE trees made from it the way VEs drift apart: full
 // copies with times kept, then in each VE a few files changed, re-moded,
 // touched or given an xattr, files of its own, and per-VE state under /etc
 // and /var. Deterministic for a given seed.
-//
-//   node dist/bench/unify-corpus.js DIR [VES=8] [SEED=1]
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { buildBusyboxTemplate } from '../src/runtime/template.js';
 import { native, toBytes } from '../native/index.js';
 
-const HOST_TREES = ['/usr/lib/python3.11', '/usr/share/perl', '/usr/share/zoneinfo'];
 const LIBS = '/usr/lib/x86_64-linux-gnu';
-const LIB_BYTES = 120e6;
+
+/** What of the host goes into the template besides busybox. */
+export interface HostFiles {
+  trees: string[];
+  /** Shared libraries of LIBS larger than 64 KiB, in name order, up to about this many bytes. */
+  libBytes: number;
+}
+
+export const FULL_HOST: HostFiles = { trees: ['/usr/lib/python3.11', '/usr/share/perl', '/usr/share/zoneinfo'], libBytes: 120e6 };
+export const QUICK_HOST: HostFiles = { trees: ['/usr/share/zoneinfo'], libBytes: 4e6 };
 
 /** A small seeded generator, so two corpora of one seed are the same. */
 function random(seed: number): () => number {
@@ -37,9 +44,9 @@ function filesUnder(dir: string, base = dir): string[] {
   return out;
 }
 
-export async function buildTemplate(dir: string): Promise<void> {
+export async function buildTemplate(dir: string, host: HostFiles = FULL_HOST): Promise<void> {
   await buildBusyboxTemplate(dir);
-  for (const tree of HOST_TREES) {
+  for (const tree of host.trees) {
     if (!existsSync(tree)) continue;
     mkdirSync(join(dir, tree, '..'), { recursive: true });
     execFileSync('cp', ['-a', tree, join(dir, tree)]);
@@ -49,7 +56,7 @@ export async function buildTemplate(dir: string): Promise<void> {
   mkdirSync(join(dir, LIBS), { recursive: true });
   let total = 0;
   for (const [size, path] of libs) {
-    if (total > LIB_BYTES) break;
+    if (total > host.libBytes) break;
     execFileSync('cp', ['-a', path, join(dir, path)]);
     total += Number(size);
   }
@@ -70,19 +77,4 @@ export function buildVe(template: string, dir: string, n: number, seed: number):
   writeFileSync(join(dir, 'etc/hostname'), `ve${n}\n`);
   mkdirSync(join(dir, 'var/log'), { recursive: true });
   writeFileSync(join(dir, 'var/log/messages'), `boot of VE ${n}\n`.repeat(1000));
-}
-
-async function main(): Promise<void> {
-  const [dir, ves = '8', seed = '1'] = process.argv.slice(2);
-  if (!dir) throw new Error('usage: unify-corpus DIR [VES] [SEED]');
-  await buildTemplate(join(dir, 'template'));
-  for (let i = 1; i <= Number(ves); i++) buildVe(join(dir, 'template'), join(dir, `ve${i}`), i, Number(seed));
-  console.log(`corpus in ${dir}: template and ${ves} VEs`);
-}
-
-if (process.argv[1]?.endsWith('unify-corpus.js')) {
-  main().catch((err: unknown) => {
-    console.error((err as Error).message);
-    process.exit(1);
-  });
 }

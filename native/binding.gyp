@@ -21,7 +21,8 @@
       'src/stat.cc',
       'src/xattr.cc',
     ],
-    'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    # xxhash.h from xxhash-addon: hashFiles (compare.cc) digests as xxhash-addon does.
+    'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")", '../node_modules/xxhash-addon/xxHash'],
     'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
     'cflags!': ['-fno-exceptions'],
     'cflags_cc!': ['-fno-exceptions', '-std=gnu++17'],

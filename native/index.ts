@@ -170,6 +170,14 @@ export interface NativeAddon {
    * writer waits.
    */
   compareFiles(master: number, targets: number[], size: number, checkLeases: boolean): Promise<{ outcomes: (0 | 1 | 2 | 3)[]; bytesRead: number }>;
+  /**
+   * XXH128 (xxhash-addon's digest) of each file, opened beneath roots[i] at
+   * paths[i] (byte strings, relative) as openat2 with RESOLVE_BENEATH,
+   * NO_SYMLINKS and NO_XDEV, on a worker thread; null for a file that is gone
+   * or is not the version given by ids (dev, ino) and versions (size, mtime
+   * s, ns) before and after the read.
+   */
+  hashFiles(roots: Int32Array, paths: string[], ids: BigUint64Array, versions: Float64Array): Promise<{ hashes: (Buffer | null)[]; bytesRead: number }>;
 
   umount2(target: string, flags: number): void;
   /**

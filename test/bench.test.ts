@@ -77,10 +77,11 @@ interface Report {
   groups: { id: string; skipped?: string; workloads: { id: string; unit: string; samples: Record<string, { value: number }[]> }[] }[];
 }
 
-test.serial('vefs bench --quick runs every group on every installed backend and writes the report', async (t) => {
+// The unify group works on plain directories and repeats itself on every backend: it has its own test below.
+test.serial('vefs bench --quick runs every VE root group on every installed backend and writes the report', async (t) => {
   const s = withScratch(t, 'vefs-bench');
   const out = join(s.base, 'out');
-  const r = await bench(s, ['--quick', '--out', out]);
+  const r = await bench(s, ['--quick', '--groups', 'data,metadata,job,pagecache', '--out', out]);
   t.is(r.code, 0, r.stderr);
   const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Report;
   t.true(report.quick);
@@ -109,6 +110,42 @@ test.serial('vefs bench --quick runs every group on every installed backend and 
     }
   }
   t.regex(r.stdout, /report in .*results\.md/);
+  nothingLeft(t, s);
+});
+
+interface UnifyNotes {
+  tools: Record<string, { seconds?: number; rssMb?: number; inodes?: number; bytes?: number; metadataChanged?: number; contentChanged?: number }>;
+  vefsOver?: Record<string, number>;
+}
+
+test.serial('vefs bench --quick --groups unify runs vefs unify, hardlink -X, jdupes and rdfind on one corpus and reports ratios', async (t) => {
+  const s = withScratch(t, 'vefs-bench');
+  const out = join(s.base, 'out');
+  const r = await bench(s, ['--quick', '--groups', 'unify', '--backends', 'raw', '--out', out]);
+  t.is(r.code, 0, r.stderr);
+  const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Report;
+  const [g] = report.groups;
+  t.is(g!.id, 'unify');
+  t.falsy(g!.skipped, g!.skipped);
+  t.deepEqual(g!.workloads.map((w) => w.id), ['full-warm', 'full-cold', 'rerun', 'add-ve-warm', 'add-ve-cold', 'peak-rss', 'reclaim']);
+  const tools = ['vefs unify', 'hardlink -X', 'jdupes -rL', 'rdfind'];
+  for (const w of g!.workloads) {
+    const [sample] = w.samples.raw as { value: number; notes: UnifyNotes }[];
+    t.true(Number.isFinite(sample!.value) && sample!.value > 0, `${w.id}: ${sample!.value}`);
+    t.deepEqual(Object.keys(sample!.notes.tools).sort(), [...tools].sort(), `${w.id} has every tool`);
+    if (w.id === 'reclaim') {
+      const n = sample!.notes.tools;
+      t.is(n['vefs unify']!.contentChanged, 0);
+      t.is(n['vefs unify']!.metadataChanged, 0, 'no false link by vefs');
+      t.true(n['vefs unify']!.inodes! > 0);
+      // The corpus drifts in mode, mtime and xattrs: the content-only tools link names the predicate keeps apart.
+      t.true(n['jdupes -rL']!.metadataChanged! > 0 && n.rdfind!.metadataChanged! > 0, JSON.stringify(n));
+    } else {
+      for (const tool of tools) t.true(sample!.notes.tools[tool]!.seconds! >= 0, `${w.id}: ${tool} timed`);
+      t.deepEqual(Object.keys(sample!.notes.vefsOver!).sort(), tools.slice(1).sort());
+    }
+  }
+  t.regex(readFileSync(join(out, 'results.md'), 'utf8'), /\| full first run, warm cache \|/);
   nothingLeft(t, s);
 });
 
@@ -154,7 +191,7 @@ test('unknown groups and backends are usage errors', async (t) => {
   const s = withScratch(t, 'vefs-bench');
   const g = await bench(s, ['--quick', '--groups', 'data,nope']);
   t.is(g.code, 2);
-  t.regex(g.stderr, /unknown group 'nope' \(known: data, metadata, job, pagecache\)/);
+  t.regex(g.stderr, /unknown group 'nope' \(known: data, metadata, job, pagecache, unify\)/);
   const b = await bench(s, ['--quick', '--backends', 'zfs']);
   t.is(b.code, 2);
   t.regex(b.stderr, /unknown backend 'zfs'/);

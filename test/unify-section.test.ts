@@ -4,7 +4,7 @@
 // holder killed inside the section. In-process tests set VEFS_STATE_DIR,
 // so they run one at a time.
 import test, { type ExecutionContext } from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -115,4 +115,36 @@ test.serial('repairJournal leaves a journal alone while a live holder has the lo
   native.flockSync(fd, C.LOCK_UN);
   repairJournal();
   t.true(immutable(path.join(tpl, 'bin/a')));
+});
+
+/** The calls a `vefs unify` run makes on the journal and on inode flags, in order, as strace -y shows them. */
+function tracedUnify(stateDir: string, args: string[]): string[] {
+  const out = path.join(stateDir, 'strace.txt');
+  execFileSync('strace', ['-f', '-y', '-o', out, '-e', 'trace=pwrite64,fdatasync,fsync,ftruncate,ioctl',
+    process.execPath, VEFS_CLI, 'unify', '--quiet', ...args], { env: { ...process.env, VEFS_STATE_DIR: stateDir } });
+  return fs.readFileSync(out, 'utf8').split('\n').filter((l) => /unify-section\.journal|FS_IOC_SETFLAGS|fsync\(/.test(l));
+}
+
+test.serial('a power loss cannot lose a flag: the journal is on disk before a flag is cleared, flags before it is emptied', async (t) => {
+  const { s, tpl, ves } = unified(t, 2);
+  await unifyJson(s.stateDir, '--template', tpl, ves[0]!);
+  // Adding a VE clears the template inodes' flags, links, and sets them again.
+  const calls = tracedUnify(s.stateDir, ['--template', tpl, ...ves]);
+  const journalName = path.join(s.stateDir, 'unify-section.journal');
+  const isJournal = (l: string): boolean => l.includes(`<${journalName}>`);
+  const cleared = calls.findIndex((l) => /FS_IOC_SETFLAGS, \[(?![^\]]*FS_IMMUTABLE_FL)/.test(l) && !l.includes('(deleted)'));
+  t.true(cleared >= 0, calls.join('\n'));
+  const written = calls.findIndex((l) => l.includes('pwrite64(') && isJournal(l));
+  const synced = calls.findIndex((l, i) => i > written && l.includes('fdatasync(') && isJournal(l));
+  t.true(written >= 0 && synced > written && synced < cleared, 'the journal is written and fdatasynced before the first flag is cleared');
+  const emptied = calls.findIndex((l, i) => i > cleared && l.includes('ftruncate(') && isJournal(l) && / 0\) = 0$/.test(l));
+  t.true(emptied > cleared);
+  const sets = calls.slice(cleared, emptied).filter((l) => /FS_IOC_SETFLAGS, \[[^\]]*FS_IMMUTABLE_FL/.test(l) && !l.includes('(deleted)'));
+  t.true(sets.length > 0);
+  for (const set of sets) {
+    const fd = /ioctl\((\d+<[^>]*>)/.exec(set)![1]!;
+    const after = calls.indexOf(set);
+    t.true(calls.slice(after, emptied).some((l) => l.includes(`fsync(${fd}`)), `the flag set on ${fd} is fsynced before the journal is emptied`);
+  }
+  t.deepEqual(flagProblems([tpl, ...ves]), []);
 });

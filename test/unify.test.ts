@@ -5,7 +5,8 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { native, toBytes } from '../native/index.js';
+import xxhash from 'xxhash-addon';
+import { native, toBytes, C } from '../native/index.js';
 import { buildBusyboxTemplate } from '../src/runtime/template.js';
 import { unifyDemoStep } from '../src/unify/demo.js';
 import { withMutable } from '../src/unify/section.js';
@@ -262,4 +263,27 @@ test.serial('unifyDemoStep (for vefs demo) unifies, shows and reverts three VE t
   t.regex(lines.join('\n'), /--revert: 5 paths/);
   t.deepEqual(flagProblems([tpl, path.join(s.base, 'unify')]), []);
   fs.rmSync(path.join(s.base, 'unify'), { recursive: true });
+});
+
+test('hashFiles digests as xxhash-addon does, and refuses a file that is not the version the walk saw', async (t) => {
+  const s = withScratch(t, 'vefs-unify-hash');
+  const root = path.join(s.base, 'root');
+  const sizes = [1, 4096, 300_000, (1 << 20) + 3];
+  writeTree(root, Object.fromEntries(sizes.map((n, i) => [`d/f${i}`, bytesOf(n, i + 1)])));
+  fs.symlinkSync('f0', path.join(root, 'd/link'));
+  const rootFd = native.openat(C.AT_FDCWD, toBytes(root), C.O_PATH | C.O_DIRECTORY, 0);
+  t.teardown(() => native.close(rootFd));
+  const names = [...sizes.map((_, i) => `d/f${i}`), 'd/f0', 'd/link'];
+  const sts = names.map((n) => native.fstatat(rootFd, n, 0));
+  const ids = new BigUint64Array(sts.flatMap((st) => [st.dev, st.ino]));
+  const versions = new Float64Array(sts.flatMap((st, i) => [st.size, st.mtimeSec, st.mtimeNsec + (i === sizes.length ? 1 : 0)]));
+  const r = await native.hashFiles(new Int32Array(names.length).fill(rootFd), names, ids, versions);
+  sizes.forEach((_, i) => {
+    const h = new xxhash.XXHash128(Buffer.alloc(4));
+    h.update(bytesOf(sizes[i]!, i + 1));
+    t.deepEqual(r.hashes[i], h.digest(), `f${i}`);
+  });
+  t.is(r.hashes[sizes.length], null, 'another mtime than the walk saw');
+  t.is(r.hashes[sizes.length + 1], null, 'a symlink is not followed');
+  t.is(r.bytesRead, sizes.reduce((a, b) => a + b, 0));
 });

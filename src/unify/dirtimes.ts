@@ -12,12 +12,16 @@ export function restoreDirTimes(dirfd: number, before: NativeStat): void {
   }
 }
 
-/** Runs fn, which adds and renames names in the directory dirfd, and puts the directory's times back. */
+/**
+ * Runs fn, which adds and renames names in the directory dirfd, and puts the
+ * directory's times back: unconditionally, since a link and a rename always
+ * move them, and a stat to find out would cost as much as the reset.
+ */
 export function keepingDirTimes<T>(dirfd: number, fn: () => T): T {
   const before = native.fstat(dirfd);
   try {
     return fn();
   } finally {
-    restoreDirTimes(dirfd, before);
+    native.utimensat(dirfd, '', before.atimeSec, before.atimeNsec, before.mtimeSec, before.mtimeNsec, C.AT_EMPTY_PATH);
   }
 }

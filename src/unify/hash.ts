@@ -1,14 +1,15 @@
-// Step 3: hash the files that need it, XXH128 over the whole content, with a
-// bounded number of reads in flight (p-queue): on a cold cache parallel reads
-// keep the disk busy, and the bound keeps memory to one buffer per read.
-// Files come from the index in pages, so millions of them are never in
-// memory at once. A file is read only if it is still the version the walk
-// saw (dev, ino, size, mtime); otherwise it waits for the next run.
+// Step 3: hash the files that need it, XXH128 over the whole content, in
+// batches on the thread pool (native hashFiles) with a bounded number in
+// flight (p-queue): both cores hash while the event loop reads the next
+// page of the index, on a cold cache parallel reads keep the disk busy, and
+// the bound keeps memory to one buffer per batch. Files come from the index
+// in pages, so millions of them are never in memory at once. A file is read
+// only if it is still the version the walk saw (dev, ino, size, mtime);
+// otherwise it waits for the next run.
 import PQueue from 'p-queue';
 import xxhash from 'xxhash-addon';
-import { native, C, type NativeError } from '../../native/index.js';
+import { native, C } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
-import { CHUNK, giveBuffer, readAt, SYNC_MAX, takeBuffer } from './io.js';
 import type { GroupQueries, PendingFile } from './groups.js';
 import type { UnifyIndex } from './index.js';
 import { BENEATH, type Root } from './roots.js';
@@ -58,80 +59,60 @@ export function openBeneath(root: Root, rel: string, name: string): number {
     C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME | C.O_NONBLOCK, 0, BENEATH);
 }
 
-function hashFd(fd: number, size: number, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
-  return withHasher(async (h) => {
-    for (let pos = 0; pos < size;) {
-      const bytesRead = await readAt(fd, buf, Math.min(CHUNK, size - pos), pos);
-      if (bytesRead === 0) return false;
-      h.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-      counts.bytes += bytesRead;
-    }
-    return true;
+/** Files per native batch: small enough that several batches keep the thread pool (and a cold disk) busy. */
+const BATCH = 64;
+
+/** Hashes one batch on a worker thread (native hashFiles: opened beneath its ROOT, the walk's version checked). */
+async function hashBatch(files: PendingFile[], rootsById: Map<number, Root>, counts: HashCounts): Promise<{ f: PendingFile; hash: Buffer }[]> {
+  const roots = new Int32Array(files.length);
+  const ids = new BigUint64Array(files.length * 2);
+  const versions = new Float64Array(files.length * 3);
+  files.forEach((f, i) => {
+    roots[i] = rootsById.get(f.root)!.fd;
+    ids[2 * i] = f.dev;
+    ids[2 * i + 1] = f.ino;
+    versions.set([f.size, f.mtimeSec, f.mtimeNsec], 3 * i);
   });
+  const r = await native.hashFiles(roots, files.map((f) => beneath(child(f.rel, f.name))), ids, versions);
+  counts.bytes += r.bytesRead;
+  const done: { f: PendingFile; hash: Buffer }[] = [];
+  r.hashes.forEach((hash, i) => {
+    if (hash === null) counts.stale++;
+    else {
+      counts.files++;
+      done.push({ f: files[i]!, hash });
+    }
+  });
+  return done;
 }
 
-async function hashOne(f: PendingFile, root: Root, buf: Buffer, counts: HashCounts): Promise<Buffer | null> {
-  let fd: number;
-  try {
-    fd = openBeneath(root, f.rel, f.name);
-  } catch (err) {
-    if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV', 'EAGAIN'].includes((err as NativeError).code)) return null;
-    throw err;
-  }
-  try {
-    const st = native.fstat(fd);
-    if (st.dev !== f.dev || st.ino !== f.ino || st.size !== f.size || st.mtimeSec !== f.mtimeSec || st.mtimeNsec !== f.mtimeNsec) return null;
-    const hash = await hashFd(fd, f.size, buf, counts);
-    // A write during the read shows in mtime; such a hash describes no version of the file.
-    const after = native.fstat(fd);
-    if (hash === null || after.mtimeSec !== f.mtimeSec || after.mtimeNsec !== f.mtimeNsec || after.size !== f.size) return null;
-    return hash;
-  } finally {
-    native.close(fd);
-  }
-}
-
-/** Hashes every pending file of the run; onProgress is called as bytes are read. */
+/** Hashes every pending file of the run, at most `concurrency` batches in flight. */
 export async function hashPending(index: UnifyIndex, queries: GroupQueries, rootsById: Map<number, Root>, concurrency: number,
   counts: HashCounts): Promise<void> {
   const queue = new PQueue({ concurrency });
   let failure: unknown;
-  let done: { f: PendingFile; hash: Buffer }[] = [];
-  const flush = (): void => {
-    const batch = done;
-    done = [];
-    index.db.transaction(() => { for (const d of batch) queries.setHash(d.f, d.hash); })();
-  };
   let after: [bigint, bigint] = [0n, 0n];
   for (;;) {
     const page = queries.pending(after, PAGE);
     if (page.length === 0) break;
     const last = page[page.length - 1]!;
     after = [last.dev, last.ino];
-    for (const f of page) {
-      const task = async (): Promise<void> => {
-        const buf = takeBuffer();
+    for (let i = 0; i < page.length; i += BATCH) {
+      const files = page.slice(i, i + BATCH);
+      void queue.add(async () => {
         try {
-          const hash = await hashOne(f, rootsById.get(f.root)!, buf, counts);
-          if (hash === null) counts.stale++;
-          else {
-            counts.files++;
-            done.push({ f, hash });
-          }
+          // Inside the caller's batch; a nested transaction (a savepoint) would journal every page it touches.
+          for (const d of await hashBatch(files, rootsById, counts)) queries.setHash(d.f, d.hash);
         } catch (err) {
           failure ??= err;
-        } finally {
-          giveBuffer(buf);
         }
-      };
-      // A small file is read synchronously anyway: no queue, no promise in between.
-      if (f.size <= SYNC_MAX) await task();
-      else void queue.add(task);
-      if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
+      });
     }
-    await queue.onIdle();
-    if (failure !== undefined) throw failure;
-    flush();
+    // The next page is read from the index while the last batches of this one are hashed.
+    if (queue.size > concurrency) await queue.onSizeLessThan(concurrency);
+    if (failure !== undefined) break;
+    index.commitIfDue();
   }
+  await queue.onIdle();
+  if (failure !== undefined) throw failure;
 }

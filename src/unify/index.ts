@@ -24,6 +24,7 @@ import type { Root } from './roots.js';
 import type { XattrFacts } from './xattrs.js';
 
 const SCHEMA_VERSION = 2;
+const COMMIT_EVERY_MS = 3000;
 
 /** The kind of an inode: may be unified, or never (its bytes are not its content). */
 const enum Kind { Eligible = 0, Metacopy = 1 }
@@ -69,6 +70,7 @@ export class UnifyIndex {
   readonly db: Database.Database;
   private readonly rootIds = new Map<string, number>();
   private ownBatch = false;
+  private batchStarted = 0;
   private readonly st;
 
   constructor(file: string) {
@@ -77,8 +79,9 @@ export class UnifyIndex {
     // A crash loses at most the last transactions, which only cost a rehash.
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('temp_store = FILE');
-    // Dirty pages stay in memory until a commit instead of spilling to the WAL midway; bounded, so RSS is too.
-    this.db.pragma('cache_size = -8192');
+    // Dirty pages stay in memory until a commit instead of spilling to the WAL midway (a transaction lasts
+    // seconds, commitIfDue, and a spilled page that is changed again is written again); bounded, so RSS is too.
+    this.db.pragma('cache_size = -24576');
     const version = this.db.prepare(`PRAGMA user_version`).pluck().get() as number;
     const empty = this.db.prepare(`SELECT COUNT(*) FROM sqlite_master`).pluck().get() === 0;
     if (empty) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -110,9 +113,12 @@ export class UnifyIndex {
       repoint: db.prepare(`UPDATE files SET dev = ?, ino = ? WHERE id = ?`),
       orphan: db.prepare(`INSERT INTO temp.orphans SELECT dev, ino FROM files WHERE id = ?`),
       dropName: db.prepare(`DELETE FROM files WHERE id = ?`),
-      relinkNames: db.prepare(`UPDATE files SET dev = ?, ino = ? WHERE id IN (SELECT value FROM json_each(?))`),
+      relinkName: db.prepare(`UPDATE files SET dev = ?, ino = ? WHERE id = ?`),
       relinkInode: db.prepare(`UPDATE inodes SET nlink = ?, meta = ? WHERE dev = ? AND ino = ?`),
-      dropInodes: db.prepare(`DELETE FROM inodes WHERE dev = ? AND ino IN (SELECT value FROM json_each(?))`),
+      dropInode: db.prepare(`DELETE FROM inodes WHERE dev = ? AND ino = ?`),
+      remember: db.prepare(`INSERT INTO replaced VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT(dir, name) DO UPDATE SET mtime_s = excluded.mtime_s, mtime_ns = excluded.mtime_ns,
+          atime_s = excluded.atime_s, atime_ns = excluded.atime_ns`),
     };
   }
 
@@ -143,6 +149,20 @@ export class UnifyIndex {
     if (!this.db.inTransaction) {
       this.db.exec('BEGIN');
       this.ownBatch = true;
+      this.batchStarted = performance.now();
+    }
+  }
+
+  /**
+   * Commits the batch once it is a few seconds old and starts the next. Each commit writes every
+   * page it touched to the WAL, and a run's updates are spread over the whole
+   * index, so frequent commits rewrite the index many times over; a kill loses
+   * at most these seconds of updates, which the next run's walk finds again.
+   */
+  commitIfDue(): void {
+    if (this.ownBatch && performance.now() - this.batchStarted > COMMIT_EVERY_MS) {
+      this.commit();
+      this.batch();
     }
   }
 
@@ -236,19 +256,18 @@ export class UnifyIndex {
    * and ctime moved; inodes that lost all their names are gone.
    */
   linked(master: FileStat, names: number[], gone: bigint[]): void {
-    if (names.length > 0) this.st.relinkNames.run(i64(master.dev), i64(master.ino), JSON.stringify(names));
-    this.st.relinkInode.run(master.nlink, metaStamp(master), i64(master.dev), i64(master.ino));
-    if (gone.length > 0) this.st.dropInodes.run(i64(master.dev), JSON.stringify(gone.map((ino) => String(i64(ino)))));
+    // One row per statement: a statement that may change several rows inside a
+    // transaction makes SQLite copy every page it touches to a statement journal.
+    const dev = i64(master.dev);
+    const ino = i64(master.ino);
+    for (const id of names) this.st.relinkName.run(dev, ino, id);
+    this.st.relinkInode.run(master.nlink, metaStamp(master), dev, ino);
+    for (const g of gone) this.st.dropInode.run(dev, i64(g));
   }
 
   /** Replaced names keep the times they had, for --revert. */
   rememberReplaced(replaced: Replaced[]): void {
-    const remember = this.db.prepare(`INSERT INTO replaced VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT(dir, name) DO UPDATE SET mtime_s = excluded.mtime_s, mtime_ns = excluded.mtime_ns,
-        atime_s = excluded.atime_s, atime_ns = excluded.atime_ns`);
-    this.db.transaction(() => {
-      for (const r of replaced) remember.run(r.dir, r.name, r.mtimeSec, r.mtimeNsec, r.atimeSec, r.atimeNsec);
-    })();
+    for (const r of replaced) this.st.remember.run(r.dir, r.name, r.mtimeSec, r.mtimeNsec, r.atimeSec, r.atimeNsec);
   }
 
   /** The times a path had before unify replaced it, if they differed from the kept inode's. */

@@ -29,14 +29,14 @@ import { promisify } from 'node:util';
 import { native, C, type NativeError, type NativeStat } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import { keepingDirTimes } from './dirtimes.js';
-import { inodeFlags, isImmutable, setImmutable } from './flags.js';
+import { inodeFlags, isImmutable } from './flags.js';
 import { openBeneath } from './hash.js';
 import type { GroupKey, Member } from './groups.js';
 import type { UnifyIndex } from './index.js';
 import type { PlanInode } from './plan.js';
 import { mayLink, type FileFacts, type PredicateOptions } from './predicate.js';
 import { BENEATH, type Root } from './roots.js';
-import { withMutableFds, type MutableEntry } from './section.js';
+import { withMutableFds, type AddToSection, type MutableEntry } from './section.js';
 import { compareBytes } from './verify.js';
 import { fdXattrs } from './xattrs.js';
 
@@ -77,6 +77,8 @@ interface Open {
   inode: PlanInode;
   fd: number;
   st: NativeStat;
+  /** Inode flags when opened (null: the filesystem has none); under the lease nothing else changes them. */
+  flags: number | null;
   leased: boolean;
 }
 
@@ -138,7 +140,7 @@ function openInode(ctx: LinkContext, g: GroupKey, inode: PlanInode, allNamesKnow
     native.close(fd);
     return null;
   }
-  const o: Open = { inode, fd, st, leased: false };
+  const o: Open = { inode, fd, st, flags, leased: false };
   // Leased even when immutable: inside the section the flag is off, and a
   // writer that opens it then must wait for us and find it immutable again.
   if (!ctx.dryRun) {
@@ -243,10 +245,14 @@ interface Unit {
 }
 
 /** Links one unit's targets inside the current section. */
-function linkUnit(ctx: LinkContext, u: Unit): void {
+function linkUnit(ctx: LinkContext, u: Unit, add: AddToSection): void {
+  // A writer waits for the master or a target: let it in, link another time.
+  if (!leaseHeld(u.current)) {
+    skip(ctx, 'writer-waiting', u.targets.length);
+    return;
+  }
   for (const t of u.targets) {
-    // A writer waits for the target or the master: let it in, link another time.
-    if (!leaseHeld(t) || !leaseHeld(u.current)) {
+    if (!leaseHeld(t)) {
       skip(ctx, 'writer-waiting');
       continue;
     }
@@ -257,6 +263,8 @@ function linkUnit(ctx: LinkContext, u: Unit): void {
       if (outcome === 'full') {
         // The master reached the filesystem's link limit: this target, verified equal, takes over.
         skip(ctx, 'link-limit');
+        // It gains names from here on: the section must journal it and give it the flag at the end.
+        add({ fd: t.fd, path: pathOf(ctx, t.inode.names[0]!) });
         u.current = t;
         u.masters.push(t);
         u.added.set(t, []);
@@ -283,7 +291,7 @@ function settle(ctx: LinkContext, u: Unit): void {
     if (u.masters.includes(t)) continue;
     if (native.fstat(t.fd).nlink === 0) {
       // Nameless now: a writer that opened it late must fail, not write into the void.
-      setImmutable(t.fd, true);
+      if (t.flags !== null && !isImmutable(t.flags)) native.setflags(t.fd, t.flags | C.FS_IMMUTABLE_FL);
       u.gone.push(t.st.ino);
       ctx.counts.inodesReclaimed++;
       ctx.counts.bytesReclaimed += u.g.size;
@@ -334,11 +342,14 @@ export class Linker {
 
   private async flush(batch: Linker['pending']): Promise<void> {
     const ctx = this.ctx;
-    const entries: MutableEntry[] = batch.flatMap(({ unit }) => [unit.current, ...unit.targets])
+    // Only inodes whose flag the section may change: the masters (they gain names, and the flag) and
+    // targets that are unified already (their flag must go for their names to be replaced). A target
+    // without the flag only loses names and keeps no flag; journaling it would cost five calls a link.
+    const entries: MutableEntry[] = batch.flatMap(({ unit }) => [unit.current, ...unit.targets.filter((t) => isImmutable(t.flags))])
       .map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.names[0]!) }));
     try {
-      await withMutableFds(entries, () => {
-        for (const { unit } of batch) linkUnit(ctx, unit);
+      await withMutableFds(entries, (add) => {
+        for (const { unit } of batch) linkUnit(ctx, unit, add);
       });
     } catch (err) {
       for (const b of batch) b.failed(err);

@@ -147,16 +147,12 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       return m !== null && unfinished.has(m[1]!);
     };
     const revertVisit = opts.revert ? collectShared(idx) : null;
-    let dirsInBatch = 0;
     let changed = 0;
     const visit = (v: DirVisit): void => {
-      if (dirsInBatch++ === 0) idx.batch();
+      idx.batch();
       if (revertVisit) revertVisit(v);
       else changed += idx.syncDir(v, (name) => pathXattrs(`/proc/self/fd/${v.fd}/${name}`));
-      if (dirsInBatch === 2048) {
-        idx.commit();
-        dirsInBatch = 0;
-      }
+      idx.commitIfDue();
     };
     const exclude = excluder(opts.revert ? [] : [...(opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(opts.exclude ?? [])]);
     try {
@@ -184,7 +180,12 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
         const queries = new GroupQueries(idx);
         if (opts.progress) pendingBytes = queries.pendingBytes();
         const concurrency = opts.concurrency ?? 8;
-        await hashPending(idx, queries, rootsById, concurrency, hashed);
+        idx.batch();
+        try {
+          await hashPending(idx, queries, rootsById, concurrency, hashed);
+        } finally {
+          idx.commit();
+        }
         phases.hash = elapsed(started);
         groups = queries.build(opts.ignoreMtime ?? false);
         groupsToLink = queries.toLinkCount();
@@ -237,11 +238,12 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
 }
 
 /**
- * Groups in flight while linking: enough to fill a section's batch when
- * each group has one target (a new VE), few enough that the descriptors
- * held stay in the hundreds.
+ * Groups in flight while linking: enough to fill a section's batch (64
+ * targets) when each group has one target (a new VE: with 16, a section
+ * linked 16 and sections were four times as many), few enough that the
+ * descriptors held stay around a thousand (a master and up to 16 targets each).
  */
-const GROUPS_IN_FLIGHT = 16;
+const GROUPS_IN_FLIGHT = 64;
 
 async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[], linkMaxOption: number | undefined,
   onGroup: () => void): Promise<void> {
@@ -274,8 +276,12 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
       if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
     }
     await queue.onIdle();
-    ctx.index.commit();
+    ctx.index.commitIfDue();
     await Promise.all(ctx.closing.splice(0));
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) {
+      ctx.index.commit();
+      throw failure;
+    }
   }
+  ctx.index.commit();
 }
