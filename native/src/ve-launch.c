@@ -2,14 +2,16 @@
 // process between fork and exec (Node cannot run code there). Built static,
 // so that the same binary can be PID 1 inside a VE root without a libc.
 //
-//   ve-launch start --root DIR --hostname H --log FILE [--cgroup DIR].. [--init PATH]
+//   ve-launch start --root DIR --hostname H --log FILE [--cgroup DIR]..
 //       New PID, mount, UTS, IPC, network and cgroup namespaces; PID 1 pivots
-//       into DIR and runs PATH, or this binary's own small init. Prints PID 1's
+//       into DIR and runs this binary's own small init. Prints PID 1's
 //       host pid on stdout and exits once PID 1 has exec'd (or 125 with the
 //       reason on stderr).
-//   ve-launch exec --pid PID [--cgroup DIR].. [--tty] -- CMD ARG..
+//   ve-launch exec --pid PID [--cgroup DIR].. [--tty] [--report-fd N] -- CMD ARG..
 //       Runs CMD in PID's namespaces and root with the same restrictions;
-//       exits with CMD's status (128+N for signal N), 125 for its own failures.
+//       exits with CMD's status (128+N for signal N), 125 for its own failures,
+//       whose reason goes to fd N if given (so that a command's own 125 and
+//       its stderr stay its own), else to stderr.
 //
 // Both apply one policy (restrict()): capability bounding, inheritable and
 // ambient sets reduced to KEEP, no_new_privs, and the seccomp filter. Exec
@@ -87,8 +89,8 @@ static const int DENY[] = {
 #error "ve-launch knows the seccomp architecture of x86_64 and aarch64 only"
 #endif
 
-// Setup errors of PID 1 travel to the launching parent through this pipe
-// (close-on-exec: EOF means the exec succeeded).
+// Where a failure's reason goes: for start, a pipe from PID 1 to the launching
+// parent (close-on-exec: EOF means the exec succeeded); for exec, --report-fd.
 static int report_fd = -1;
 
 static void die(const char *fmt, ...) {
@@ -359,7 +361,7 @@ static int init_main(void) {
   return 0;
 }
 
-static void start_pid1(const char *root, const char *hostname, int log, const char *logpath, const char *init, int self) {
+static void start_pid1(const char *root, const char *hostname, int log, const char *logpath, int self) {
   char p[4096];
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
   // A mount of its own, so that pivot_root finds a mount point whatever root is.
@@ -387,23 +389,18 @@ static void start_pid1(const char *root, const char *hostname, int log, const ch
   if (setsid() < 0) die("setsid");
   restrict_self();
   set_clean_env(NULL);
-  if (init) {
-    char *argv[] = { (char *)init, NULL };
-    execve(init, argv, environ);
-    die("exec %s", init);
-  }
   char *argv[] = { "ve-init", "--ve-init", NULL };
   fexecve(self, argv, environ);
   die("exec the built-in init");
 }
 
-static int start_main(const char *root, const char *hostname, const char *logpath, const char *init, char **cgroups, int ncg) {
+static int start_main(const char *root, const char *hostname, const char *logpath, char **cgroups, int ncg) {
   if (!root || !hostname || !logpath) die("start needs --root, --hostname and --log");
   errno = 0;
   join_cgroups(cgroups, ncg);
   int log = open(logpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (log < 0) die("open %s", logpath);
-  int self = init ? -1 : sealed_self();
+  int self = sealed_self();
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) die("pipe");
   if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP) < 0) die("unshare");
@@ -412,7 +409,7 @@ static int start_main(const char *root, const char *hostname, const char *logpat
   if (pid == 0) {
     close(pipefd[0]);
     report_fd = pipefd[1];
-    start_pid1(root, hostname, log, logpath, init, self);
+    start_pid1(root, hostname, log, logpath, self);
   }
   close(pipefd[1]);
   char msg[1024];
@@ -551,10 +548,10 @@ int main(int argc, char **argv) {
   static const struct option OPTS[] = {
     { "root", required_argument, 0, 'r' }, { "hostname", required_argument, 0, 'h' },
     { "log", required_argument, 0, 'l' }, { "cgroup", required_argument, 0, 'c' },
-    { "init", required_argument, 0, 'i' }, { "pid", required_argument, 0, 'p' },
+    { "pid", required_argument, 0, 'p' }, { "report-fd", required_argument, 0, 'e' },
     { "tty", no_argument, 0, 't' }, { 0, 0, 0, 0 },
   };
-  const char *root = NULL, *hostname = NULL, *log = NULL, *init = NULL;
+  const char *root = NULL, *hostname = NULL, *log = NULL;
   char *cgroups[MAX_CGROUPS];
   int ncg = 0, tty = 0;
   pid_t target = 0;
@@ -565,9 +562,12 @@ int main(int argc, char **argv) {
       case 'r': root = optarg; break;
       case 'h': hostname = optarg; break;
       case 'l': log = optarg; break;
-      case 'i': init = optarg; break;
       case 'p': target = (pid_t)atoi(optarg); break;
       case 't': tty = 1; break;
+      case 'e':
+        report_fd = atoi(optarg);
+        if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) < 0) { report_fd = -1; die("--report-fd %s", optarg); }
+        break;
       case 'c':
         if (ncg == MAX_CGROUPS) die("more than %d --cgroup", MAX_CGROUPS);
         cgroups[ncg++] = optarg;
@@ -575,7 +575,7 @@ int main(int argc, char **argv) {
       default: errno = 0; die("bad option");
     }
   }
-  if (strcmp(mode, "start") == 0) return start_main(root, hostname, log, init, cgroups, ncg);
+  if (strcmp(mode, "start") == 0) return start_main(root, hostname, log, cgroups, ncg);
   if (strcmp(mode, "exec") == 0) return exec_main(target, tty, cgroups, ncg, argv + optind);
   errno = 0;
   die("unknown mode %s", mode);

@@ -17,6 +17,8 @@ import type { Status } from '../vefs/control.js';
 import { demo } from './demo.js';
 import { benchCommand } from './bench.js';
 import { unifyCommand } from './unify.js';
+import { veCommand } from './ve.js';
+import { templateCommand } from './template.js';
 
 const USAGE = `usage: vefs <command> [options]
 
@@ -35,6 +37,10 @@ const USAGE = `usage: vefs <command> [options]
   unify [--template DIR].. [--dry-run] [--json] [--quiet] [--index FILE] [--min-size BYTES]
         [--exclude PATTERN].. [--ignore-mtime] [--revert] ROOT...
                       Hard-link identical files across VE trees, immutable; 'vefs unify --help'.
+  template create|list|remove ...
+                      VE templates; 'vefs template help'.
+  ve create|set|start|exec|enter|stop|restart|status|list|mount|umount|destroy ...
+                      Run VEs on VEFS roots, isolated and limited; 'vefs ve help'.
   help                This text.
 `;
 
@@ -126,6 +132,10 @@ async function main(argv: string[]): Promise<void> {
       return benchCommand(args);
     case 'unify':
       return unifyCommand(args);
+    case 've':
+      return veCommand(args);
+    case 'template':
+      return templateCommand(args);
     case 'help':
     case '--help':
     case '-h':
