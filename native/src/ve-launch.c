@@ -39,6 +39,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -248,14 +249,25 @@ static void make_dev(const char *root) {
   }
 }
 
-/** The console is the VE's log: a bind mount of it over an empty file. */
-static void make_console(const char *root, const char *log) {
-  char p[4096];
+/**
+ * The console: a terminal of the VE's own devpts, bind-mounted on
+ * /dev/console, whose master PID 1 keeps and copies to the log. A bind
+ * mount of the log itself would let the VE truncate it ('>' opens with
+ * O_TRUNC); through a terminal it can only append.
+ */
+static int make_console(const char *root) {
+  char p[4096], slave[4096];
+  at(p, sizeof p, root, "dev/pts/ptmx");
+  int master = open(p, O_RDWR | O_NOCTTY);
+  unsigned int n;
+  if (master < 0 || unlockpt(master) < 0 || ioctl(master, TIOCGPTN, &n) < 0) die("allocate the console terminal");
+  snprintf(slave, sizeof slave, "%s/dev/pts/%u", root, n);
   at(p, sizeof p, root, "dev/console");
   int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) die("create %s", p);
   close(fd);
-  mount_or_die(log, p, NULL, MS_BIND, NULL);
+  mount_or_die(slave, p, NULL, MS_BIND, NULL);
+  return master;
 }
 
 static void read_only(const char *path) {
@@ -332,21 +344,41 @@ static int sealed_self(void) {
 
 // ---- the built-in init ----
 
-/** PID 1: reaps orphans; on SIGTERM, passes SIGTERM to every process and exits when they are gone. */
-static int init_main(void) {
+/**
+ * PID 1: reaps orphans, copies the console to the log (its stdout), and on
+ * SIGTERM passes SIGTERM to every process and exits when they are gone.
+ */
+static int init_main(int master) {
+  fcntl(master, F_SETFD, FD_CLOEXEC);
+  // Holding the console open itself keeps the master from reporting a hangup (and poll from spinning) while no process has it open.
+  int console = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  struct termios tio;
+  if (console >= 0 && tcgetattr(console, &tio) == 0) {
+    cfmakeraw(&tio);
+    tcsetattr(console, TCSANOW, &tio);
+  }
   sigset_t set;
   sigemptyset(&set);
   int sigs[] = { SIGTERM, SIGINT, SIGPWR, SIGCHLD };
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&set, sigs[i]);
-  // Blocked and taken with sigwaitinfo: no signal can slip in between a check and a wait.
+  // Blocked and read from a signalfd: no signal can slip in between a check and a wait.
   sigprocmask(SIG_BLOCK, &set, NULL);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
   printf("ve-init: started\n");
   fflush(stdout);
   int told = 0;
+  struct pollfd fds[2] = { { sfd, POLLIN, 0 }, { master, POLLIN, 0 } };
   for (;;) {
-    siginfo_t info;
-    if (sigwaitinfo(&set, &info) < 0) continue;
-    if (info.si_signo != SIGCHLD && !told) {
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents & POLLIN) {
+      char buf[4096];
+      ssize_t n = read(master, buf, sizeof buf);
+      if (n > 0 && write(1, buf, n) < 0) fds[1].fd = -1;
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
+    struct signalfd_siginfo info;
+    if (read(sfd, &info, sizeof info) != sizeof info) continue;
+    if (info.ssi_signo != SIGCHLD && !told) {
       printf("ve-init: stopping: SIGTERM to every process\n");
       fflush(stdout);
       kill(-1, SIGTERM);
@@ -361,7 +393,7 @@ static int init_main(void) {
   return 0;
 }
 
-static void start_pid1(const char *root, const char *hostname, int log, const char *logpath, int self) {
+static void start_pid1(const char *root, const char *hostname, int log, int self) {
   char p[4096];
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
   // A mount of its own, so that pivot_root finds a mount point whatever root is.
@@ -373,7 +405,7 @@ static void start_pid1(const char *root, const char *hostname, int log, const ch
   mkdir_p(p, 0555);
   mount_or_die("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   make_dev(root);
-  make_console(root, logpath);
+  int master = make_console(root);
   harden_proc_sys(root);
   if (sethostname(hostname, strlen(hostname)) < 0) die("sethostname %s", hostname);
   if (chdir(root) < 0) die("chdir %s", root);
@@ -389,7 +421,9 @@ static void start_pid1(const char *root, const char *hostname, int log, const ch
   if (setsid() < 0) die("setsid");
   restrict_self();
   set_clean_env(NULL);
-  char *argv[] = { "ve-init", "--ve-init", NULL };
+  char fd[16];
+  snprintf(fd, sizeof fd, "%d", master);
+  char *argv[] = { "ve-init", "--ve-init", fd, NULL };
   fexecve(self, argv, environ);
   die("exec the built-in init");
 }
@@ -409,7 +443,7 @@ static int start_main(const char *root, const char *hostname, const char *logpat
   if (pid == 0) {
     close(pipefd[0]);
     report_fd = pipefd[1];
-    start_pid1(root, hostname, log, logpath, self);
+    start_pid1(root, hostname, log, self);
   }
   close(pipefd[1]);
   char msg[1024];
@@ -540,7 +574,7 @@ static int exec_main(pid_t target, int tty, char **cgroups, int ncg, char **cmd)
 }
 
 int main(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "--ve-init") == 0) return init_main();
+  if (argc == 3 && strcmp(argv[1], "--ve-init") == 0) return init_main(atoi(argv[2]));
   if (argc < 2) die("usage: ve-launch start|exec [options]");
   // Nothing of this process may be inspected or traced from inside a VE while it still holds every capability.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("PR_SET_DUMPABLE");

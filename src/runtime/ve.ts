@@ -1,6 +1,7 @@
 // The VE lifecycle: create, set, start, exec, stop, restart, status, mount,
 // umount, destroy. Every command on a VE holds its lock (lock.ts) while it
-// acts; exec holds it only to check the VE, then runs its command unlocked.
+// acts; exec holds it shared, only to check the VE, then runs its command
+// unlocked.
 //
 // Start order, and why a crash anywhere leaves nothing the next command
 // cannot clean: the root is mounted; the cgroups are recorded, then made;
@@ -79,11 +80,12 @@ export function findVe(rt: Runtime, ref: string): VeRecord {
   return rec;
 }
 
-const lockVe = (rt: Runtime, id: number): Release => takeLock(rt.layout.lock(`ve.${id}`), `VE ${id}`);
+const lockVe = (rt: Runtime, id: number, shared = false): Release => takeLock(rt.layout.lock(`ve.${id}`), `VE ${id}`, shared);
 
-async function locked<T>(rt: Runtime, ref: string, fn: (rec: VeRecord) => Promise<T>): Promise<T> {
+/** Runs fn on the VE under its lock: exclusive for a change, shared for exec's check (many may run at once). */
+async function locked<T>(rt: Runtime, ref: string, fn: (rec: VeRecord) => Promise<T>, shared = false): Promise<T> {
   const id = findVe(rt, ref).id;
-  const release = lockVe(rt, id);
+  const release = lockVe(rt, id, shared);
   try {
     // Read again under the lock: the holder before us may have changed or destroyed it.
     return await fn(findVe(rt, String(id)));
@@ -266,7 +268,7 @@ export async function execVe(rt: Runtime, ref: string, command: string[], tty = 
       throw new RuntimeError('ESERVER', `VE ${r.id}'s root has no VEFS server any more (it stopped or crashed): stop the VE and start it again`);
     }
     return r;
-  });
+  }, true);
   return launchExec(rec.id, { pid: rec.pid!, cgroups: rec.cgroups!, tty, command });
 }
 
