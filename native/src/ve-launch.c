@@ -348,7 +348,11 @@ static int sealed_self(void) {
  * PID 1: reaps orphans, copies the console to the log (its stdout), and on
  * SIGTERM passes SIGTERM to every process and exits when they are gone.
  */
-static int init_main(int master) {
+static int init_main(int master, int ready) {
+  // Until now, PID 1 died with its launcher (see start_main); from here on the VE is on its own.
+  prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  if (write(ready, "1", 1) != 1) return FAIL;
+  close(ready);
   fcntl(master, F_SETFD, FD_CLOEXEC);
   // Holding the console open itself keeps the master from reporting a hangup (and poll from spinning) while no process has it open.
   int console = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -393,7 +397,7 @@ static int init_main(int master) {
   return 0;
 }
 
-static void start_pid1(const char *root, const char *hostname, int log, int self) {
+static void start_pid1(const char *root, const char *hostname, int log, int self, int ready) {
   char p[4096];
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
   // A mount of its own, so that pivot_root finds a mount point whatever root is.
@@ -421,37 +425,53 @@ static void start_pid1(const char *root, const char *hostname, int log, int self
   if (setsid() < 0) die("setsid");
   restrict_self();
   set_clean_env(NULL);
-  char fd[16];
+  char fd[16], readyfd[16];
   snprintf(fd, sizeof fd, "%d", master);
-  char *argv[] = { "ve-init", "--ve-init", fd, NULL };
+  snprintf(readyfd, sizeof readyfd, "%d", ready);
+  char *argv[] = { "ve-init", "--ve-init", fd, readyfd, NULL };
   fexecve(self, argv, environ);
   die("exec the built-in init");
 }
 
 static int start_main(const char *root, const char *hostname, const char *logpath, char **cgroups, int ncg) {
   if (!root || !hostname || !logpath) die("start needs --root, --hostname and --log");
+  // A launcher whose caller was killed dies with it, and so does a PID 1
+  // that is not ready yet: a start is never finished by nobody, out of sight
+  // of the next command (which cleans up the VE's recorded cgroups).
+  pid_t caller = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("PR_SET_PDEATHSIG");
+  if (getppid() != caller) die("the caller exited");
   errno = 0;
   join_cgroups(cgroups, ncg);
   int log = open(logpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (log < 0) die("open %s", logpath);
   int self = sealed_self();
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) < 0) die("pipe");
+  int pipefd[2], ready[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0) die("pipe");
   if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP) < 0) die("unshare");
   pid_t pid = fork();
   if (pid < 0) die("fork");
   if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("PR_SET_PDEATHSIG");
     close(pipefd[0]);
+    close(ready[0]);
     report_fd = pipefd[1];
-    start_pid1(root, hostname, log, self);
+    if (fcntl(ready[1], F_SETFD, 0) < 0) die("fcntl");
+    start_pid1(root, hostname, log, self, ready[1]);
   }
   close(pipefd[1]);
+  close(ready[1]);
   char msg[1024];
   ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
   if (n > 0) {
     msg[n] = 0;
     fprintf(stderr, "ve-launch: %s", msg);
     waitpid(pid, NULL, 0);
+    return FAIL;
+  }
+  char ok;
+  if (read(ready[0], &ok, 1) != 1) {
+    fprintf(stderr, "ve-launch: PID 1 ended before its init was ready\n");
     return FAIL;
   }
   printf("%d\n", pid);
@@ -574,7 +594,7 @@ static int exec_main(pid_t target, int tty, char **cgroups, int ncg, char **cmd)
 }
 
 int main(int argc, char **argv) {
-  if (argc == 3 && strcmp(argv[1], "--ve-init") == 0) return init_main(atoi(argv[2]));
+  if (argc == 4 && strcmp(argv[1], "--ve-init") == 0) return init_main(atoi(argv[2]), atoi(argv[3]));
   if (argc < 2) die("usage: ve-launch start|exec [options]");
   // Nothing of this process may be inspected or traced from inside a VE while it still holds every capability.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("PR_SET_DUMPABLE");
