@@ -10,8 +10,8 @@ const run = promisify(execFile);
 export async function removeTree(dir: string): Promise<void> {
   try {
     await rm(dir, { recursive: true, force: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+  } catch {
+    // An immutable file fails its unlink with EPERM, and rm then reports whatever its retry hit (ENOTDIR).
     // chattr complains about symlinks and devices it cannot flag: harmless here.
     await run('chattr', ['-R', '-i', dir]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
