@@ -12,12 +12,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { call, type Status } from '../vefs/control.js';
-import { ensureServer, serverRunning } from '../vefs/daemon.js';
-import { readMounts, VEFS_FSTYPE } from '../vefs/mounts.js';
-import { socketPath } from '../vefs/state.js';
-import { umount } from '../vefs/umount.js';
-import { VefsError } from '../vefs/vefs-error.js';
 import { applyLimits, cgroupName, cgroupVersion, createCgroups, destroyCgroups, planCgroups, usage, type CgroupVersion } from './cgroup.js';
 import { RuntimeError } from './errors.js';
 import { diskUsed, removeTree } from './fsutil.js';
@@ -27,6 +21,7 @@ import { Layout } from './layout.js';
 import { takeLock, type Release } from './lock.js';
 import { alive, startTime } from './proc.js';
 import { State, type Limits, type VeConfig, type VeRecord } from './state.js';
+import { isMounted, vefsStorage, type RootStorage } from './storage.js';
 import { templateLock } from './templates.js';
 
 /** The runtime of one state directory: its layout and its database. */
@@ -34,7 +29,7 @@ export class Runtime {
   readonly layout: Layout;
   readonly state: State;
 
-  constructor(root?: string) {
+  constructor(root?: string, readonly storage: RootStorage = vefsStorage) {
     this.layout = new Layout(root);
     this.state = new State(this.layout.db);
   }
@@ -95,16 +90,6 @@ async function locked<T>(rt: Runtime, ref: string, fn: (rec: VeRecord) => Promis
 }
 
 const running = (rec: VeRecord): boolean => alive(rec.pid, rec.pidStart);
-
-async function isMounted(mountpoint: string): Promise<boolean> {
-  return (await readMounts()).some((m) => m.mountpoint === mountpoint && m.fstype === VEFS_FSTYPE);
-}
-
-async function served(mountpoint: string): Promise<boolean> {
-  if (!(await serverRunning())) return false;
-  const s = await call<Status>(socketPath(), { op: 'status' }).catch(() => null);
-  return s?.mounts.some((m) => m.mountpoint === mountpoint) ?? false;
-}
 
 function checkOptions(rt: Runtime, id: number, opts: VeOptions): void {
   if (opts.name !== undefined && opts.name !== null) {
@@ -172,33 +157,18 @@ export async function setVe(rt: Runtime, ref: string, opts: VeOptions): Promise<
   });
 }
 
-async function mountRoot(rt: Runtime, rec: VeRecord): Promise<void> {
-  const template = rt.layout.template(rec.template);
-  await ensureServer();
-  await call(socketPath(), {
-    op: 'mount',
-    request: { templates: [template], privateDir: rt.layout.privateDir(rec.id), mountpoint: rt.layout.mountpoint(rec.id) },
+function mountRoot(rt: Runtime, rec: VeRecord): Promise<void> {
+  const { layout } = rt;
+  return rt.storage.mount({
+    template: layout.template(rec.template), privateDir: layout.privateDir(rec.id),
+    workDir: layout.workDir(rec.id), mountpoint: layout.mountpoint(rec.id),
   });
-}
-
-async function unmountRoot(rt: Runtime, id: number): Promise<void> {
-  const mp = rt.layout.mountpoint(id);
-  // The last processes of a VE let go of its root a moment after they are reaped.
-  for (let tries = 0; ; tries++) {
-    try {
-      await umount(mp);
-      return;
-    } catch (err) {
-      if ((err as VefsError).code !== 'EBUSY' || tries >= 50) throw err;
-      await sleep(100);
-    }
-  }
 }
 
 /** Removes whatever a stopped VE left: processes in its cgroups, the cgroups, its root's mount. */
 async function cleanup(rt: Runtime, rec: VeRecord): Promise<void> {
   if (rec.cgroups) await destroyCgroups(rec.cgroups);
-  if (await isMounted(rt.layout.mountpoint(rec.id))) await unmountRoot(rt, rec.id);
+  if (await isMounted(rt.layout.mountpoint(rec.id))) await rt.storage.unmount(rt.layout.mountpoint(rec.id));
   rt.state.setStopped(rec.id);
 }
 
@@ -264,7 +234,7 @@ export async function execVe(rt: Runtime, ref: string, command: string[], tty = 
   if (command.length === 0) throw new RuntimeError('EINVAL', 'no command given');
   const rec = await locked(rt, ref, async (r) => {
     if (!running(r)) throw new RuntimeError('ESRCH', `VE ${r.id} is not running`);
-    if (!(await served(rt.layout.mountpoint(r.id)))) {
+    if (!(await rt.storage.served(rt.layout.mountpoint(r.id)))) {
       throw new RuntimeError('ESERVER', `VE ${r.id}'s root has no VEFS server any more (it stopped or crashed): stop the VE and start it again`);
     }
     return r;
@@ -285,7 +255,7 @@ export async function umountVe(rt: Runtime, ref: string): Promise<void> {
   return locked(rt, ref, async (rec) => {
     if (running(rec)) throw new RuntimeError('EBUSY', `VE ${rec.id} is running: stop it to unmount its root`);
     if (!(await isMounted(rt.layout.mountpoint(rec.id)))) throw new RuntimeError('EINVAL', `VE ${rec.id}'s root is not mounted`);
-    await unmountRoot(rt, rec.id);
+    await rt.storage.unmount(rt.layout.mountpoint(rec.id));
   });
 }
 
@@ -326,7 +296,7 @@ export async function veStatus(rt: Runtime, rec: VeRecord): Promise<VeStatus> {
     memoryBytes: u?.memoryBytes ?? 0,
     cpuSeconds: (u?.cpuUsec ?? 0) / 1e6,
     diskBytes: await diskUsed(rt.layout.privateDir(rec.id)),
-    storage: up || mounted ? ((await served(mp)) ? 'served' : 'lost') : 'unmounted',
+    storage: up || mounted ? ((await rt.storage.served(mp)) ? 'served' : 'lost') : 'unmounted',
     root: mp,
     log: rt.layout.log(rec.id),
   };
