@@ -90,7 +90,7 @@ test.serial('vefs bench --quick runs every group on every installed backend and 
   const ran = report.backends.filter((b) => !b.skipped).map((b) => b.id);
   t.true(ran.includes('raw') && ran.includes('vefs'), JSON.stringify(report.backends));
   for (const b of report.backends) t.truthy(b.skipped ?? b.version, `backend ${b.id} has a version or a skip note`);
-  t.deepEqual(report.groups.map((g) => g.id), ['data', 'metadata', 'job', 'pagecache']);
+  t.deepEqual(report.groups.map((g) => g.id), ['data', 'metadata', 'job', 'pagecache', 'runtime']);
   const md = readFileSync(join(out, 'results.md'), 'utf8');
   for (const g of report.groups) {
     t.falsy(g.skipped, `group ${g.id} skipped: ${g.skipped}`);
@@ -154,7 +154,7 @@ test('unknown groups and backends are usage errors', async (t) => {
   const s = withScratch(t, 'vefs-bench');
   const g = await bench(s, ['--quick', '--groups', 'data,nope']);
   t.is(g.code, 2);
-  t.regex(g.stderr, /unknown group 'nope' \(known: data, metadata, job, pagecache\)/);
+  t.regex(g.stderr, /unknown group 'nope' \(known: data, metadata, job, pagecache, runtime\)/);
   const b = await bench(s, ['--quick', '--backends', 'zfs']);
   t.is(b.code, 2);
   t.regex(b.stderr, /unknown backend 'zfs'/);

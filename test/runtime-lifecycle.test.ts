@@ -13,8 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { takeLock } from '../src/runtime/lock.js';
 import { Runtime } from '../src/runtime/ve.js';
 import { leftoverMounts, VEFS_CLI } from './helpers/mounts.js';
-import { expectExit, makeVeHost, type CliResult, type VeHost } from './helpers/runtime.js';
-import { serverPid } from './helpers/vefs.js';
+import { expectExit, makeVeHost, type VeHost } from './helpers/runtime.js';
+import { serverPid, type CliResult } from './helpers/vefs.js';
 
 let h: VeHost;
 test.before(async () => {

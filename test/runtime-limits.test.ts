@@ -66,7 +66,9 @@ for (const [k, version] of (['v1', 'v2'] as const).entries()) {
     const after = await h.sh(id, 'echo still-here');
     t.is(after.stdout, 'still-here\n', 'the VE runs on after its hog died');
     const st = await h.vefs(['ve', 'status', String(id), '--json']);
-    t.is(JSON.parse(st.stdout).state, 'running');
+    const json = JSON.parse(st.stdout) as { state: string; oomKills: number };
+    t.is(json.state, 'running');
+    t.true(json.oomKills >= 1, 've status does not report the OOM kill');
   });
 
   test(`cgroup ${version}: a fork bomb stops at the pids limit`, async (t) => {

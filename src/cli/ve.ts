@@ -84,7 +84,10 @@ function printStatus(s: VeStatus): void {
   console.log(`  template ${s.template}, hostname ${s.hostname}, root ${s.root} (${s.storage})`);
   if (s.storage === 'lost') console.log('  WARNING: no VEFS server serves this root any more: stop the VE and start it again');
   console.log(`  limits: ${limitsText(s)}`);
-  if (s.state === 'running') console.log(`  processes ${s.processes}, memory ${mib(s.memoryBytes)}, cpu ${s.cpuSeconds.toFixed(2)} s (cgroup ${s.cgroup})`);
+  if (s.state === 'running') {
+    console.log(`  processes ${s.processes}, memory ${mib(s.memoryBytes)}, cpu ${s.cpuSeconds.toFixed(2)} s (cgroup ${s.cgroup}); `
+      + `limits hit: ${s.oomKills} OOM kill(s), ${s.forksRefused} fork(s) refused`);
+  }
   console.log(`  private tree ${mib(s.diskBytes)} on disk, log ${s.log}`);
 }
 

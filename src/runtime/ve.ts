@@ -12,7 +12,9 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { applyLimits, cgroupName, cgroupVersion, createCgroups, destroyCgroups, planCgroups, usage, type CgroupVersion } from './cgroup.js';
+import {
+  applyLimits, cgroupName, cgroupVersion, createCgroups, destroyCgroups, limitEvents, planCgroups, usage, type CgroupVersion,
+} from './cgroup.js';
 import { RuntimeError } from './errors.js';
 import { diskUsed, removeTree } from './fsutil.js';
 import { parseHostname, parseName, parseVeId } from './ids.js';
@@ -60,6 +62,9 @@ export interface VeStatus {
   processes: number;
   memoryBytes: number;
   cpuSeconds: number;
+  /** Since start: processes the memory limit killed, forks the pids limit refused. */
+  oomKills: number;
+  forksRefused: number;
   /** Disk used by the private tree (what this VE adds to its template). */
   diskBytes: number;
   /** 'lost': the root is mounted (or the VE runs) but no VEFS server serves it. */
@@ -286,6 +291,7 @@ export async function veStatus(rt: Runtime, rec: VeRecord): Promise<VeStatus> {
   const up = running(rec);
   const mounted = await isMounted(mp);
   const u = up && rec.cgroups ? usage(rec.cgroups) : null;
+  const events = up && rec.cgroups ? limitEvents(rec.cgroups) : null;
   return {
     id: rec.id, name: rec.name, template: rec.template, hostname: rec.hostname,
     state: up ? 'running' : mounted ? 'mounted' : 'stopped',
@@ -295,6 +301,8 @@ export async function veStatus(rt: Runtime, rec: VeRecord): Promise<VeStatus> {
     processes: u?.processes ?? 0,
     memoryBytes: u?.memoryBytes ?? 0,
     cpuSeconds: (u?.cpuUsec ?? 0) / 1e6,
+    oomKills: events?.oomKills ?? 0,
+    forksRefused: events?.forksRefused ?? 0,
     diskBytes: await diskUsed(rt.layout.privateDir(rec.id)),
     storage: up || mounted ? ((await rt.storage.served(mp)) ? 'served' : 'lost') : 'unmounted',
     root: mp,

@@ -10,16 +10,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import { makeScratch, VEFS_CLI, type Scratch } from './mounts.js';
+import type { CliResult } from './vefs.js';
 import { destroyCgroups } from '../../src/runtime/cgroup.js';
 import { destroyVe, Runtime } from '../../src/runtime/ve.js';
 
 const run = promisify(execFile);
-
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 export interface VeHost {
   scratch: Scratch;
