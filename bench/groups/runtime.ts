@@ -97,7 +97,8 @@ export const runtime: Group = {
     + 'VEFS roots are the runtime\'s own (one server for all mounts); other backends\' roots are mounted by their bench code. '
     + 'Memory per VE: the VEs\' own cgroups (memory.usage_in_bytes on v1, memory.current on v2: their processes\' pages and the kernel '
     + 'memory they were charged, namespaces included) plus the growth of the resident memory of what serves the mounts (the VEFS server, '
-    + 'or each FUSE daemon; a shrink, when the VEFS server's garbage collector returns memory, counts as none), divided by N. The JSON also has the host-wide growth of MemTotal - MemAvailable, which other work on the host disturbs.',
+    + 'or each FUSE daemon; a shrink, when the VEFS server\'s garbage collector returns memory, counts as none), divided by N. '
+    + 'The JSON also has the host-wide growth of MemTotal - MemAvailable, which other work on the host disturbs.',
   workloads(sizes) {
     const n = count(sizes);
     return [{

@@ -2,7 +2,7 @@
 // options (an unknown one is a usage error, exit 2), one runtime call, one
 // line of what happened. `vefs ve exec` exits with its command's status.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { parseCpus, parseMemory, parsePids } from '../runtime/ids.js';
+import { parseCpus, parseIpPrefix, parseMemory, parseNet, parsePids } from '../runtime/ids.js';
 import {
   createVe, destroyVe, execVe, findVe, listVes, mountVe, restartVe, Runtime, setVe, startVe, stopVe, umountVe, veStatus,
   type VeOptions, type VeStatus,
@@ -12,10 +12,11 @@ import { VefsError } from '../vefs/vefs-error.js';
 export const VE_USAGE = `usage: vefs ve <command> [--root DIR] ...   (state in --root, $VEFS_ROOT or /var/lib/vefs)
 
   create ID --template NAME [--name N] [--hostname H] [--memory SIZE] [--pids N] [--cpus FRACTION]
-                        A new VE (ID from 101 up) on a template; limits default to none.
-  set ID [--name N] [--hostname H] [--memory SIZE] [--pids N] [--cpus FRACTION]
-                        Change settings ('unlimited' lifts a limit); limits apply to a
-                        running VE at once, a hostname at its next start.
+            [--net none|veth --ip ADDR/PREFIX]
+                        A new VE (ID from 101 up) on a template; limits default to none,
+                        the network to none (its own namespace with lo only).
+  set ID [same options] Change settings ('unlimited' lifts a limit); limits apply to a
+                        running VE at once, a hostname or network at its next start.
   start ID | stop ID [--timeout SECONDS] | restart ID [--timeout SECONDS]
   exec ID -- CMD [ARG...]   Run a command inside; exits with its status.
   enter ID              A shell inside, on a terminal.
@@ -60,15 +61,18 @@ export async function withRuntime<T>(root: string | undefined, fn: (rt: Runtime)
 
 const SETTINGS = {
   name: { type: 'string' }, hostname: { type: 'string' }, memory: { type: 'string' }, pids: { type: 'string' }, cpus: { type: 'string' },
+  net: { type: 'string' }, ip: { type: 'string' },
 } as const;
 
-function settings(v: { name?: string; hostname?: string; memory?: string; pids?: string; cpus?: string }): VeOptions {
+function settings(v: { name?: string; hostname?: string; memory?: string; pids?: string; cpus?: string; net?: string; ip?: string }): VeOptions {
   return {
     ...(v.name !== undefined ? { name: v.name } : {}),
     ...(v.hostname !== undefined ? { hostname: v.hostname } : {}),
     ...(v.memory !== undefined ? { memory: parseMemory(v.memory) } : {}),
     ...(v.pids !== undefined ? { pids: parsePids(v.pids) } : {}),
     ...(v.cpus !== undefined ? { cpus: parseCpus(v.cpus) } : {}),
+    ...(v.net !== undefined ? { net: parseNet(v.net) } : {}),
+    ...(v.ip !== undefined ? { ip: parseIpPrefix(v.ip) } : {}),
   };
 }
 
@@ -83,7 +87,7 @@ function printStatus(s: VeStatus): void {
   console.log(`VE ${s.id}${s.name ? ` (${s.name})` : ''}: ${s.state}${s.pid ? `, PID 1 is host pid ${s.pid}` : ''}`);
   console.log(`  template ${s.template}, hostname ${s.hostname}, root ${s.root} (${s.storage})`);
   if (s.storage === 'lost') console.log('  WARNING: no VEFS server serves this root any more: stop the VE and start it again');
-  console.log(`  limits: ${limitsText(s)}`);
+  console.log(`  limits: ${limitsText(s)}; network: ${s.net.net === 'veth' ? `veth, ${s.net.ip}` : 'none (lo only)'}`);
   if (s.state === 'running') {
     console.log(`  processes ${s.processes}, memory ${mib(s.memoryBytes)}, cpu ${s.cpuSeconds.toFixed(2)} s (cgroup ${s.cgroup}); `
       + `limits hit: ${s.oomKills} OOM kill(s), ${s.forksRefused} fork(s) refused`);
@@ -129,7 +133,7 @@ async function ve(args: string[]): Promise<void> {
       if (Object.keys(opts).length === 0) throw new UsageError('nothing to set');
       const { rec, appliedLive } = await withRuntime(values.root, (rt) => setVe(rt, positionals[0]!, opts));
       console.log(`saved VE ${rec.id}'s settings${appliedLive ? '; limits applied to the running VE' : ''}`
-        + `${appliedLive && opts.hostname !== undefined ? '; the hostname applies at its next start' : ''}`);
+        + `${appliedLive && (opts.hostname ?? opts.net ?? opts.ip) !== undefined ? '; a hostname or network change applies at its next start' : ''}`);
       return;
     }
     case 'start': {

@@ -65,3 +65,17 @@ export function parseCpus(text: string): number | null {
   }
   return n;
 }
+
+/** An IPv4 address with its prefix length, as `ip addr add` takes it. */
+export function parseIpPrefix(text: string): string {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(text);
+  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) < 1 || Number(m[5]) > 32) {
+    throw new RuntimeError('EINVAL', `'${text}' is not an IPv4 address with a prefix (e.g. 10.213.0.2/24)`);
+  }
+  return text;
+}
+
+export function parseNet(text: string): 'none' | 'veth' {
+  if (text !== 'none' && text !== 'veth') throw new RuntimeError('EINVAL', `--net ${text}: it is none (only lo) or veth (with --ip)`);
+  return text;
+}

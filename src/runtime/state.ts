@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CgroupSet } from './cgroup.js';
+import type { NetConfig, NetMode } from './net.js';
 
 export interface Limits {
   /** Bytes; null: unlimited. */
@@ -16,7 +17,7 @@ export interface Limits {
   cpus: number | null;
 }
 
-export interface VeConfig extends Limits {
+export interface VeConfig extends Limits, NetConfig {
   id: number;
   name: string | null;
   template: string;
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS ves (
   memory INTEGER,
   pids INTEGER,
   cpus REAL,
+  net TEXT NOT NULL,
+  ip TEXT,
   created TEXT NOT NULL,
   pid INTEGER,
   pid_start INTEGER,
@@ -61,12 +64,12 @@ CREATE TABLE IF NOT EXISTS ves (
 
 interface VeRow {
   id: number; name: string | null; template: string; hostname: string; memory: number | null; pids: number | null;
-  cpus: number | null; created: string; pid: number | null; pid_start: number | null; started: string | null; cgroups: string | null;
+  cpus: number | null; net: NetMode; ip: string | null; created: string; pid: number | null; pid_start: number | null; started: string | null; cgroups: string | null;
 }
 
 const fromRow = (r: VeRow): VeRecord => ({
   id: r.id, name: r.name, template: r.template, hostname: r.hostname, memory: r.memory, pids: r.pids, cpus: r.cpus,
-  created: r.created, pid: r.pid, pidStart: r.pid_start, started: r.started,
+  net: r.net, ip: r.ip, created: r.created, pid: r.pid, pidStart: r.pid_start, started: r.started,
   cgroups: r.cgroups === null ? null : (JSON.parse(r.cgroups) as CgroupSet),
 });
 
@@ -123,13 +126,13 @@ export class State {
   }
 
   addVe(c: VeConfig, created: string): void {
-    this.db.prepare(`INSERT INTO ves (id, name, template, hostname, memory, pids, cpus, created)
-      VALUES (@id, @name, @template, @hostname, @memory, @pids, @cpus, @created)`).run({ ...c, created });
+    this.db.prepare(`INSERT INTO ves (id, name, template, hostname, memory, pids, cpus, net, ip, created)
+      VALUES (@id, @name, @template, @hostname, @memory, @pids, @cpus, @net, @ip, @created)`).run({ ...c, created });
   }
 
   updateConfig(c: VeConfig): void {
-    this.db.prepare(`UPDATE ves SET name = @name, hostname = @hostname, memory = @memory, pids = @pids, cpus = @cpus
-      WHERE id = @id`).run(c);
+    this.db.prepare(`UPDATE ves SET name = @name, hostname = @hostname, memory = @memory, pids = @pids, cpus = @cpus,
+      net = @net, ip = @ip WHERE id = @id`).run(c);
   }
 
   setCgroups(id: number, cgroups: CgroupSet | null): void {

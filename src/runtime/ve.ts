@@ -19,6 +19,7 @@ import { RuntimeError } from './errors.js';
 import { diskUsed, removeTree } from './fsutil.js';
 import { parseHostname, parseName, parseVeId } from './ids.js';
 import { launchExec, launchInit } from './launch.js';
+import { connect, type NetConfig } from './net.js';
 import { Layout } from './layout.js';
 import { takeLock, type Release } from './lock.js';
 import { alive, startTime } from './proc.js';
@@ -42,7 +43,7 @@ export class Runtime {
 }
 
 /** What create and set take; set changes only what is given. */
-export interface VeOptions extends Partial<Limits> {
+export interface VeOptions extends Partial<Limits>, Partial<NetConfig> {
   name?: string | null;
   hostname?: string;
 }
@@ -58,6 +59,7 @@ export interface VeStatus {
   /** Host pid of PID 1. */
   pid: number | null;
   limits: Limits;
+  net: NetConfig;
   cgroup: CgroupVersion | null;
   processes: number;
   memoryBytes: number;
@@ -96,19 +98,24 @@ async function locked<T>(rt: Runtime, ref: string, fn: (rec: VeRecord) => Promis
 
 const running = (rec: VeRecord): boolean => alive(rec.pid, rec.pidStart);
 
-function checkOptions(rt: Runtime, id: number, opts: VeOptions): void {
+function checkOptions(rt: Runtime, id: number, opts: VeOptions, net: NetConfig): void {
   if (opts.name !== undefined && opts.name !== null) {
     parseName(opts.name, 'VE name');
     const other = rt.state.veByName(opts.name);
     if (other && other.id !== id) throw new RuntimeError('EEXIST', `VE ${other.id} is already named ${opts.name}`);
   }
   if (opts.hostname !== undefined) parseHostname(opts.hostname);
+  if (net.net === 'veth' && net.ip === null) throw new RuntimeError('EINVAL', '--net veth needs --ip ADDR/PREFIX');
+  if (net.net === 'none' && net.ip !== null) throw new RuntimeError('EINVAL', '--ip needs --net veth');
+  const same = net.ip === null ? undefined : rt.state.ves().find((v) => v.id !== id && v.ip?.split('/')[0] === net.ip!.split('/')[0]);
+  if (same) throw new RuntimeError('EEXIST', `VE ${same.id} has the address ${same.ip} already`);
 }
 
 export async function createVe(rt: Runtime, idText: string, template: string, opts: VeOptions): Promise<VeRecord> {
   const id = parseVeId(idText);
   if (!rt.state.template(template)) throw new RuntimeError('ENOENT', `no template ${template} (vefs template list shows them)`);
-  checkOptions(rt, id, opts);
+  const net: NetConfig = { net: opts.net ?? (opts.ip ? 'veth' : 'none'), ip: opts.ip ?? null };
+  checkOptions(rt, id, opts, net);
   const releaseTemplate = takeLock(templateLock(rt.layout, template), `template ${template}`, true);
   const release = lockVe(rt, id);
   try {
@@ -121,7 +128,7 @@ export async function createVe(rt: Runtime, idText: string, template: string, op
       await mkdir(layout.mountpoint(id), { recursive: true, mode: 0o755 });
       const config: VeConfig = {
         id, template, name: opts.name ?? null, hostname: opts.hostname ?? opts.name ?? `ve${id}`,
-        memory: opts.memory ?? null, pids: opts.pids ?? null, cpus: opts.cpus ?? null,
+        memory: opts.memory ?? null, pids: opts.pids ?? null, cpus: opts.cpus ?? null, ...net,
       };
       rt.state.addVe(config, new Date().toISOString());
     } catch (err) {
@@ -138,8 +145,11 @@ export async function createVe(rt: Runtime, idText: string, template: string, op
 /** Saves new settings; limits apply to a running VE at once, a hostname at its next start. */
 export async function setVe(rt: Runtime, ref: string, opts: VeOptions): Promise<{ rec: VeRecord; appliedLive: boolean }> {
   return locked(rt, ref, async (rec) => {
-    checkOptions(rt, rec.id, opts);
+    const netMode = opts.net ?? rec.net;
+    const net: NetConfig = { net: netMode, ip: netMode === 'none' ? opts.ip ?? null : opts.ip ?? rec.ip };
+    checkOptions(rt, rec.id, opts, net);
     const next: VeConfig = {
+      ...net,
       id: rec.id, template: rec.template,
       name: opts.name === undefined ? rec.name : opts.name,
       hostname: opts.hostname ?? rec.hostname,
@@ -193,6 +203,7 @@ async function startLocked(rt: Runtime, rec: VeRecord): Promise<number> {
     const pid = await launchInit(rec.id, { root: rt.layout.mountpoint(rec.id), hostname: rec.hostname, log, cgroups });
     const start = startTime(pid);
     if (start === null) throw new RuntimeError('ESTART', `VE ${rec.id}'s PID 1 (host pid ${pid}) ended right after it started; see ${log}`);
+    await connect(rec.id, pid, rec);
     rt.state.setStarted(rec.id, pid, start, new Date().toISOString());
     return pid;
   } catch (err) {
@@ -297,6 +308,7 @@ export async function veStatus(rt: Runtime, rec: VeRecord): Promise<VeStatus> {
     state: up ? 'running' : mounted ? 'mounted' : 'stopped',
     pid: up ? rec.pid : null,
     limits: { memory: rec.memory, pids: rec.pids, cpus: rec.cpus },
+    net: { net: rec.net, ip: rec.ip },
     cgroup: up ? rec.cgroups?.version ?? null : null,
     processes: u?.processes ?? 0,
     memoryBytes: u?.memoryBytes ?? 0,
