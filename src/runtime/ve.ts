@@ -142,7 +142,7 @@ export async function createVe(rt: Runtime, idText: string, template: string, op
   }
 }
 
-/** Saves new settings; limits apply to a running VE at once, a hostname at its next start. */
+/** Saves new settings; limits apply to a running VE at once, a hostname or network at its next start. */
 export async function setVe(rt: Runtime, ref: string, opts: VeOptions): Promise<{ rec: VeRecord; appliedLive: boolean }> {
   return locked(rt, ref, async (rec) => {
     const netMode = opts.net ?? rec.net;
