@@ -16,7 +16,7 @@ import { ensureServer } from '../../src/vefs/daemon.js';
 import { socketPath } from '../../src/vefs/state.js';
 import type { Context, Group, Sizes } from '../types.js';
 
-const count = (sizes: Sizes): number => (sizes.quick ? 5 : 100);
+const count = (sizes: Sizes): number => (sizes.quick ? 3 : 100);
 const ids = (n: number): number[] => Array.from({ length: n }, (_, k) => 101 + k);
 
 /** The backend's roots for the runtime: VEFS's own storage, or the bench backend's mount and unmount. */
