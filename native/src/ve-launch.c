@@ -516,14 +516,13 @@ static void enter_namespaces(pid_t target) {
 static void relay(int master) {
   char buf[4096];
   struct pollfd fds[2] = { { 0, POLLIN, 0 }, { master, POLLIN, 0 } };
-  int nfds = 2;
   for (;;) {
     if (winch) {
       struct winsize ws;
       winch = 0;
       if (ioctl(0, TIOCGWINSZ, &ws) == 0) ioctl(master, TIOCSWINSZ, &ws);
     }
-    if (poll(fds, nfds, -1) < 0) {
+    if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       return;
     }
@@ -532,10 +531,14 @@ static void relay(int master) {
       if (n <= 0) return;
       if (write(1, buf, n) < 0) return;
     }
-    if (nfds == 2 && fds[0].revents & (POLLIN | POLLHUP)) {
+    if (fds[0].revents & (POLLIN | POLLHUP)) {
       ssize_t n = read(0, buf, sizeof buf);
-      // End of input: the shell sees it as ^D.
-      if (n <= 0) { if (write(master, "\x04", 1) < 0) return; nfds = 1; continue; }
+      if (n <= 0) {
+        // End of input: the shell sees it as ^D, and poll stops watching stdin (a negative fd is skipped).
+        if (write(master, "\x04", 1) < 0) return;
+        fds[0].fd = -1;
+        continue;
+      }
       if (write(master, buf, n) < 0) return;
     }
   }
