@@ -34,7 +34,7 @@ test('each VE has its own hostname, PID 1, processes and files', async (t) => {
   expectExit(t, a);
   t.is(a.stdout, 'alpha\nfrom-a\n');
   // B runs nothing else (the other tests use A): its init, this shell and ps, and no host process.
-  const b = await h.sh(B, 'hostname; ps -o pid,comm; ls /root; cat /root/mine 2>&1');
+  const b = await h.sh(B, 'hostname; ps -o pid,comm; ls /root; cat /root/mine 2>&1; true');
   expectExit(t, b);
   t.is(b.stdout.split('\n')[0], 'beta');
   t.regex(b.stdout, /^\s*1 memfd:ve-init$/m, 'PID 1 of the VE is its init');
