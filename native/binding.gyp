@@ -39,5 +39,12 @@
     'type': 'executable',
     'sources': ['holder/fdholder.c'],
     'cflags': ['-O2', '-Wall'],
+  }, {
+    # The VE launcher: static, because it is also PID 1 inside VE roots that have no libc.
+    'target_name': 've-launch',
+    'type': 'executable',
+    'sources': ['src/ve-launch.c'],
+    'cflags': ['-Wall', '-Wextra'],
+    'ldflags': ['-static'],
   }],
 }

@@ -217,3 +217,6 @@ export function toBytes(path: string): string {
 
 export const native: NativeAddon = require('../../native/build/Release/vefs_native.node');
 export const C = native.constants;
+
+/** The VE launcher (native/src/ve-launch.c), a static executable built beside the addon. */
+export const VE_LAUNCH: string = new URL('../../native/build/Release/ve-launch', import.meta.url).pathname;

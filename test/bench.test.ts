@@ -32,7 +32,7 @@ function bench(s: Scratch, args: string[], opts: { path?: string; onStderr?: (te
       stderr += c;
       opts.onStderr?.(stderr, child.pid!);
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
     child.once('error', reject);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -81,7 +81,7 @@ interface Report {
 test.serial('vefs bench --quick runs every VE root group on every installed backend and writes the report', async (t) => {
   const s = withScratch(t, 'vefs-bench');
   const out = join(s.base, 'out');
-  const r = await bench(s, ['--quick', '--groups', 'data,metadata,job,pagecache', '--out', out]);
+  const r = await bench(s, ['--quick', '--groups', 'data,metadata,job,pagecache,runtime', '--out', out]);
   t.is(r.code, 0, r.stderr);
   const report = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Report;
   t.true(report.quick);
@@ -91,7 +91,7 @@ test.serial('vefs bench --quick runs every VE root group on every installed back
   const ran = report.backends.filter((b) => !b.skipped).map((b) => b.id);
   t.true(ran.includes('raw') && ran.includes('vefs'), JSON.stringify(report.backends));
   for (const b of report.backends) t.truthy(b.skipped ?? b.version, `backend ${b.id} has a version or a skip note`);
-  t.deepEqual(report.groups.map((g) => g.id), ['data', 'metadata', 'job', 'pagecache']);
+  t.deepEqual(report.groups.map((g) => g.id), ['data', 'metadata', 'job', 'pagecache', 'runtime']);
   const md = readFileSync(join(out, 'results.md'), 'utf8');
   for (const g of report.groups) {
     t.falsy(g.skipped, `group ${g.id} skipped: ${g.skipped}`);
@@ -191,7 +191,7 @@ test('unknown groups and backends are usage errors', async (t) => {
   const s = withScratch(t, 'vefs-bench');
   const g = await bench(s, ['--quick', '--groups', 'data,nope']);
   t.is(g.code, 2);
-  t.regex(g.stderr, /unknown group 'nope' \(known: data, metadata, job, pagecache, unify\)/);
+  t.regex(g.stderr, /unknown group 'nope' \(known: data, metadata, job, pagecache, unify, runtime\)/);
   const b = await bench(s, ['--quick', '--backends', 'zfs']);
   t.is(b.code, 2);
   t.regex(b.stderr, /unknown backend 'zfs'/);

@@ -6,5 +6,6 @@ import { metadata } from './metadata.js';
 import { job } from './job.js';
 import { pagecache } from './pagecache.js';
 import { unify } from './unify.js';
+import { runtime } from './runtime.js';
 
-export const GROUPS: Group[] = [data, metadata, job, pagecache, unify];
+export const GROUPS: Group[] = [data, metadata, job, pagecache, unify, runtime];

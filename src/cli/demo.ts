@@ -1,6 +1,9 @@
 // `vefs demo`: the whole idea in one run, on a template built from Debian's
 // busybox-static. Every step is a real operation on a real VEFS mount, done
-// from this process (a client: the server is another process).
+// from this process (a client: the server is another process). Steps 1-7
+// show the storage by hand (one root, changed with chroot; unify on copies);
+// step 8 runs three VEs with the runtime, unifies their private trees while
+// they run, stops and destroys them, and leaves no mount, process or cgroup.
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rename, rm, unlink, writeFile, appendFile, readdir, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +17,12 @@ import { umount } from '../vefs/umount.js';
 import { readMounts } from '../vefs/mounts.js';
 import { native, toBytes } from '../../native/index.js';
 import { unifyDemoStep } from '../unify/demo.js';
+import { unify } from '../unify/run.js';
+import { bytes } from '../unify/report.js';
+import { serverRunning } from '../vefs/daemon.js';
+import { createTemplate } from '../runtime/templates.js';
+import { createVe, destroyVe, execVe, findVe, Runtime, startVe, stopVe } from '../runtime/ve.js';
+import { cgroupProcs } from '../runtime/cgroup.js';
 
 const run = promisify(execFile);
 const say = (s: string): void => console.log(s);
@@ -84,4 +93,63 @@ export async function demo(dir = '/var/tmp/vefs-demo'): Promise<void> {
   say(`   kernel overlayfs shows the same tree: mount -t overlay overlay -o lowerdir=${template},upperdir=${priv},workdir=${dir}/.private.work,redirect_dir=on,metacopy=on MNT`);
   if (before !== after) throw new Error('the template changed: this is a bug, please report it');
   await unifyDemoStep(template, dir, (line) => say(line.startsWith(' ') ? line : `7. ${line}`));
+  await runtimeDemoStep(join(dir, 'ves'));
+}
+
+/** Runs a shell command in a VE; its output goes to this terminal. */
+async function inVe(rt: Runtime, id: number, script: string): Promise<void> {
+  const code = await execVe(rt, String(id), ['/bin/sh', '-c', script]);
+  if (code !== 0) throw new Error(`a demo command failed in VE ${id} (exit ${code}): ${script}`);
+}
+
+async function runtimeDemoStep(root: string): Promise<void> {
+  const ids = [101, 102, 103];
+  const serverWasRunning = await serverRunning();
+  await rm(root, { recursive: true, force: true });
+  const rt = new Runtime(root);
+  try {
+    say(`8. Running three VEs with the runtime (state in ${root})`);
+    const tpl = await createTemplate(rt.layout, rt.state, 'busybox', { kind: 'busybox' });
+    say(`   vefs template create busybox --busybox: ${tpl.dir}`);
+    for (const id of ids) {
+      await createVe(rt, String(id), 'busybox', { hostname: `ve${id}`, memory: 64 * 2 ** 20, pids: 64, cpus: 0.5 });
+      const pid = await startVe(rt, String(id));
+      say(`   vefs ve create ${id} --template busybox --memory 64M --pids 64 --cpus 0.5; vefs ve start ${id}: PID 1 is host pid ${pid}`);
+    }
+    say('   in each VE: hostname, its processes, and a write to a template file (copied up into its private tree):');
+    for (const id of ids) {
+      await inVe(rt, id, `ps -o pid,comm > /tmp/ps; echo "   $(hostname): $(tail -n +2 /tmp/ps | tr -s ' ' | tr '\n' ';')"; `
+        + `echo "export VE=${id}" >> /etc/profile; echo "   $(hostname): /etc/profile now ends with: $(tail -1 /etc/profile)"`);
+    }
+    say('   isolation: VE 101 keeps a file in /root; VE 102 sees neither it nor 101\'s processes, and cannot reach the host kernel');
+    await inVe(rt, 101, 'echo secret-of-101 > /root/note; echo "   ve101: ls /root: $(ls /root)"');
+    const pid101 = findVe(rt, '101').pid!;
+    await inVe(rt, 102, `echo "   ve102: ls /root: '$(ls /root)'"; echo "   ve102: kill -0 ${pid101} (101's PID 1 on the host): $(kill -0 ${pid101} 2>&1)"; `
+      + `echo "   ve102: write core_pattern: $(echo x 2>&1 > /proc/sys/kernel/core_pattern)"; echo "   ve102: mount: $(mount -t tmpfs x /mnt 2>&1)"; true`);
+
+    say('   unify while they run: each VE writes the same 1 MB table, then vefs unify links the private trees');
+    for (const id of ids) {
+      await inVe(rt, id, 'mkdir -p /opt/app && seq 1 150000 > /opt/app/table.txt && touch -d "2026-01-01 00:00:00" /opt/app/table.txt');
+    }
+    const privates = ids.map((id) => rt.layout.privateDir(id));
+    const r = await unify({ roots: privates.map(toBytes), templates: [toBytes(rt.layout.template('busybox'))], index: join(root, 'unify.db') });
+    say(`   vefs unify: ${r.linksMade} links made, ${r.inodesReclaimed} inodes and ${bytes(r.bytesReclaimed)} reclaimed`);
+    await inVe(rt, 103, 'echo "   VE 103 still reads $(wc -l < /opt/app/table.txt) lines of its (now shared, immutable) table"');
+
+    for (const id of ids) {
+      const cgroups = findVe(rt, String(id)).cgroups!;
+      await stopVe(rt, String(id), 5);
+      await destroyVe(rt, String(id));
+      if (cgroupProcs(cgroups).length > 0) throw new Error(`VE ${id}'s processes outlived its stop`);
+    }
+    say(`   vefs ve stop and vefs ve destroy ${ids.join(', ')}: their processes, cgroups, mounts and private trees are gone`);
+  } finally {
+    for (const rec of rt.state.ves()) await destroyVe(rt, String(rec.id), true).catch(() => undefined);
+    rt.close();
+    if (!serverWasRunning && (await serverRunning())) await call(socketPath(), { op: 'shutdown' });
+    await rm(root, { recursive: true, force: true }).catch(() => run('chattr', ['-R', '-i', root]).then(() => rm(root, { recursive: true, force: true })));
+  }
+  const left = (await readMounts()).filter((m) => m.mountpoint.startsWith(`${root}/`));
+  if (left.length > 0) throw new Error(`the demo left mounts: ${left.map((m) => m.mountpoint).join(', ')}`);
+  say('   nothing left behind: no VE, mount, process or cgroup');
 }

@@ -42,6 +42,10 @@ const USAGE = `usage: vefs <command> [options]
   unify [--template DIR].. [--dry-run] [--json] [--quiet] [--index FILE] [--min-size BYTES]
         [--exclude PATTERN].. [--ignore-mtime] [--revert] ROOT...
                       Hard-link identical files across VE trees, immutable; 'vefs unify --help'.
+  template create|list|remove ...
+                      VE templates; 'vefs template help'.
+  ve create|set|start|exec|enter|stop|restart|status|list|mount|umount|destroy ...
+                      Run VEs on VEFS roots, isolated and limited; 'vefs ve help'.
   help                This text.
 `;
 
@@ -149,6 +153,11 @@ async function main(argv: string[]): Promise<void> {
       return benchCommand(args);
     case 'unify':
       return unifyCommand(args);
+    // The runtime's modules load only for its commands: every other command starts as fast as before.
+    case 've':
+      return (await import('./ve.js')).veCommand(args);
+    case 'template':
+      return (await import('./template.js')).templateCommand(args);
     case 'help':
     case '--help':
     case '-h':
