@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { toBytes } from '../../native/index.js';
 import { DEFAULT_EXCLUDES } from '../unify/exclude.js';
 import { summaryLine } from '../unify/report.js';
+import { announceChanges } from '../vefs/changes.js';
 import { defaultIndexPath, unify } from '../unify/run.js';
 
 export const UNIFY_USAGE = `usage: vefs unify [options] ROOT...
@@ -95,6 +96,8 @@ export async function unifyCommand(args: string[]): Promise<void> {
     linkMax: count('--link-max', values['link-max']),
     progress: !quiet && process.stderr.isTTY ? process.stderr : undefined,
   });
+  // Linked names now stand for other inodes: VEFS mounts over these trees must not answer from their caches.
+  if (!values['dry-run']) await announceChanges([...positionals, ...templates]);
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else if (!values.quiet) console.log(summaryLine(report));
 }
