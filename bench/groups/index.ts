@@ -5,5 +5,6 @@ import { data } from './data.js';
 import { metadata } from './metadata.js';
 import { job } from './job.js';
 import { pagecache } from './pagecache.js';
+import { sharing } from './sharing.js';
 
-export const GROUPS: Group[] = [data, metadata, job, pagecache];
+export const GROUPS: Group[] = [data, metadata, job, pagecache, sharing];
