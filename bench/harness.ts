@@ -46,7 +46,7 @@ export const QUICK: Sizes = {
   smallFiles: 500,
   sharedBytes: 32 * 2 ** 20,
   sharedMounts: 2,
-  shareCounts: [1, 2],
+  shareCounts: [2],
   jobSources: 2,
 };
 
