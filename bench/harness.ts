@@ -31,6 +31,7 @@ export const FULL: Sizes = {
   smallFiles: 10_000,
   sharedBytes: 256 * 2 ** 20,
   sharedMounts: 4,
+  shareCounts: [1, 2, 4, 8],
   jobSources: 24,
 };
 
@@ -45,6 +46,7 @@ export const QUICK: Sizes = {
   smallFiles: 500,
   sharedBytes: 32 * 2 ** 20,
   sharedMounts: 2,
+  shareCounts: [2],
   jobSources: 2,
 };
 
@@ -100,7 +102,9 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
   const runs = opts.runs ?? (opts.quick ? 1 : 3);
   if (!Number.isInteger(runs) || runs < 1) throw new BenchUsageError(`--runs must be a positive integer, not ${opts.runs}`);
   const groups = pick(GROUPS, opts.groups, 'group');
-  const backends = pick(BACKENDS, opts.backends, 'backend');
+  // `vefs` names every binding's backend: the id VEFS had when it had one binding.
+  const vefsIds = BACKENDS.filter((b) => b.kind === 'vefs').map((b) => b.id);
+  const backends = pick(BACKENDS, opts.backends?.flatMap((b) => (b === 'vefs' ? vefsIds : [b])), 'backend');
   const parent = resolve(opts.dir ?? '/var/tmp');
   if (statfsSync(parent).type === TMPFS_MAGIC) {
     throw new BenchUsageError(`${parent} is a tmpfs: benchmark on a real disk (--dir on the disk the VE roots will use)`);
@@ -215,6 +219,8 @@ export async function runBench(opts: BenchOptions): Promise<{ out: string; resul
         roots: rs.map((r) => r.mountpoint),
         template,
         backing: b.id === 'raw' ? rawCopy : template,
+        uppers: rs.map((r) => (b.id === 'raw' ? rawCopy : r.privateDir)),
+        servers: async () => [...new Set((await Promise.all(rs.map((r) => b.servers?.(r.mountpoint) ?? []))).flat())],
         tarball: built.tarball,
         sizes,
         run: (file, args, o) => run(file, args, o),

@@ -59,9 +59,9 @@ export interface BenchResult {
 }
 
 const COLORS: Record<string, string> = {
-  raw: '#8c8c8c', overlayfs: '#4c78a8', 'fuse-overlayfs': '#f58518', 'unionfs-fuse': '#54a24b', vefs: '#e45756',
+  raw: '#8c8c8c', overlayfs: '#4c78a8', 'fuse-overlayfs': '#f58518', 'unionfs-fuse': '#54a24b', 'vefs-kernel': '#e45756', 'vefs-fuse-native': '#b279a2',
 };
-const PALETTE = ['#b279a2', '#72b7b2', '#eeca3b', '#9d755d'];
+const PALETTE = ['#72b7b2', '#eeca3b', '#9d755d', '#ff9da6'];
 
 /** A workload's figures, summarized, with what its ratios compare against. */
 export interface Compared {
@@ -152,26 +152,31 @@ export function gaps(r: BenchResult): { group: string; workload: WorkloadResult;
 }
 
 function summaryMarkdown(r: BenchResult): string {
+  const vefs = vefsIds(r);
   const lines = ['## Summary: VEFS, the best peer and raw', '',
-    '| group | workload | unit | raw | best peer | VEFS | VEFS ÷ best peer | VEFS ÷ raw |', '|---|---|---|---:|---|---:|---:|---:|'];
+    `| group | workload | unit | raw | best peer | ${vefs.map((v) => `${v} | ${v} ÷ best peer | ${v} ÷ raw`).join(' | ')} |`,
+    `|---|---|---|---:|---|${vefs.map(() => '---:|---:|---:').join('|')}|`];
   for (const g of r.groups) {
     for (const w of g.workloads) {
       const c = compare(w, r.backends);
-      for (const v of vefsIds(r)) {
+      if (!vefs.some((v) => c.summaries.has(v))) continue;
+      const cells = vefs.map((v) => {
         const s = c.summaries.get(v);
-        if (!s) continue;
-        const raw = c.raw !== undefined ? figure(c.raw) : '–';
-        const best = c.best ? `${figure(c.best.median)} (${c.best.id})` : '–';
+        if (!s) return '– | – | –';
         const vb = c.best ? times(cost(s.median, c.best.median, w.better)) : '–';
         const vr = c.raw !== undefined ? times(cost(s.median, c.raw, w.better)) : '–';
-        lines.push(`| ${g.id} | ${w.id} | ${w.unit} ${arrow(w.better)} | ${raw} | ${best} | ${figure(s.median)} | ${vb} | ${vr} |`);
-      }
+        return `${figure(s.median)} | ${vb} | ${vr}`;
+      });
+      const raw = c.raw !== undefined ? figure(c.raw) : '–';
+      const best = c.best ? `${figure(c.best.median)} (${c.best.id})` : '–';
+      lines.push(`| ${g.id} | ${w.id} | ${w.unit} ${arrow(w.better)} | ${raw} | ${best} | ${cells.join(' | ')} |`);
     }
   }
-  const worst = gaps(r).slice(0, 3);
-  if (worst.length > 0) {
-    lines.push('', 'Largest gaps to the best peer:', '');
-    worst.forEach((x, i) => lines.push(`${i + 1}. \`${x.group}/${x.workload.id}\`: ${x.vefs} costs ${times(x.ratio)} of ${x.best}`));
+  for (const v of vefs) {
+    const worst = gaps(r).filter((x) => x.vefs === v).slice(0, 3);
+    if (worst.length === 0) continue;
+    lines.push('', `Largest gaps of ${v} to the best peer:`, '');
+    worst.forEach((x, i) => lines.push(`${i + 1}. \`${x.group}/${x.workload.id}\`: ${v} costs ${times(x.ratio)} of ${x.best}`));
   }
   lines.push('');
   return lines.join('\n');

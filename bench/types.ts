@@ -23,6 +23,8 @@ export interface Sizes {
   sharedBytes: number;
   /** How many VE roots read that file. */
   sharedMounts: number;
+  /** The numbers of VE roots that read and map one file in the sharing group. */
+  shareCounts: number[];
   /** C files of the make job. */
   jobSources: number;
 }
@@ -43,6 +45,10 @@ export interface Context {
   template: string;
   /** The directory that holds what every backend's VE root shows (the template, or raw's copy of it). */
   backing: string;
+  /** Where a file written beside the mount shows in each root: its private tree (raw: its own tree, the same for every root). */
+  uppers: string[];
+  /** The processes that serve the VE roots (FUSE servers; none for a kernel filesystem). */
+  servers(): Promise<number[]>;
   /** A tarball of the template's real tree, outside every mount. */
   tarball: string;
   sizes: Sizes;

@@ -5,7 +5,8 @@ import { data } from './data.js';
 import { metadata } from './metadata.js';
 import { job } from './job.js';
 import { pagecache } from './pagecache.js';
+import { sharing } from './sharing.js';
 import { unify } from './unify.js';
 import { runtime } from './runtime.js';
 
-export const GROUPS: Group[] = [data, metadata, job, pagecache, unify, runtime];
+export const GROUPS: Group[] = [data, metadata, job, pagecache, sharing, unify, runtime];

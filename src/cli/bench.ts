@@ -50,9 +50,9 @@ export async function benchCommand(args: string[]): Promise<void> {
         console.log(`  ${g.id}/${w.id} (${w.unit}): ${parts.join(', ')}`);
       }
     }
-    const worst = gaps(result).slice(0, 3);
-    if (worst.length > 0) {
-      console.log(`largest gaps to the best peer: ${worst.map((x) => `${x.group}/${x.workload.id} ×${x.ratio.toFixed(1)} (${x.best})`).join('; ')}`);
+    for (const v of new Set(gaps(result).map((x) => x.vefs))) {
+      const worst = gaps(result).filter((x) => x.vefs === v).slice(0, 3);
+      console.log(`largest gaps of ${v} to the best peer: ${worst.map((x) => `${x.group}/${x.workload.id} ×${x.ratio.toFixed(1)} (${x.best})`).join('; ')}`);
     }
   } catch (err) {
     if (err instanceof BenchUsageError) usage(err.message);
