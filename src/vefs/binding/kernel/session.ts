@@ -419,7 +419,9 @@ export class Session {
         if (k.node.type !== C.S_IFDIR) throw fsError('ENOTDIR');
         const fh = this.nextFh++;
         this.handles.set(fh, { kind: 'dir', k, entries: null });
-        return [P.openOut(fh, 0, 0)];
+        // The kernel keeps the listing: it drops it itself when a change through the mount touches
+        // the directory, and on FUSE_NOTIFY_INVAL_INODE for a change behind it (invalidate()).
+        return [P.openOut(fh, Fopen.CACHE_DIR | Fopen.KEEP_CACHE, 0)];
       }
       case Op.READDIR:
       case Op.READDIRPLUS: return this.readdir(r, r.opcode === Op.READDIRPLUS);
