@@ -10,7 +10,7 @@ import { BACKENDS } from '../backends.js';
 import { usage } from '../../src/runtime/cgroup.js';
 import { createTemplate } from '../../src/runtime/templates.js';
 import { createVe, destroyVe, Runtime, startVe } from '../../src/runtime/ve.js';
-import { vefsStorage, type RootStorage } from '../../src/runtime/storage.js';
+import type { RootStorage } from '../../src/runtime/storage.js';
 import { call, type Status } from '../../src/vefs/control.js';
 import { ensureServer } from '../../src/vefs/daemon.js';
 import { socketPath } from '../../src/vefs/state.js';
@@ -19,9 +19,11 @@ import type { Context, Group, Sizes } from '../types.js';
 const count = (sizes: Sizes): number => (sizes.quick ? 3 : 100);
 const ids = (n: number): number[] => Array.from({ length: n }, (_, k) => 101 + k);
 
-/** The backend's roots for the runtime: VEFS's own storage, or the bench backend's mount and unmount. */
+/** Both VEFS backends (vefs-kernel, vefs-fuse-native) are served by the run's one VEFS server. */
+const servedByVefs = (backend: string): boolean => backend.startsWith('vefs-');
+
+/** The backend's roots for the runtime: the bench backend's mount and unmount (VEFS's with its binding). */
 function storageFor(ctx: Context): RootStorage {
-  if (ctx.backend === 'vefs') return vefsStorage;
   const b = BACKENDS.find((x) => x.id === ctx.backend)!;
   return {
     async mount(r) {
@@ -68,7 +70,7 @@ const kib = (text: string, field: string): number => Number(new RegExp(`^${field
 
 /** Resident bytes of what serves the backend's mounts: the VEFS server, or every FUSE daemon of the backend, by name. */
 async function storageRss(backend: string): Promise<number> {
-  if (backend === 'vefs') return (await call<Status>(socketPath(), { op: 'status' })).rssBytes;
+  if (servedByVefs(backend)) return (await call<Status>(socketPath(), { op: 'status' })).rssBytes;
   const name = { 'fuse-overlayfs': 'fuse-overlayfs', 'unionfs-fuse': 'unionfs' }[backend];
   if (!name) return 0;
   let total = 0;
@@ -133,7 +135,7 @@ export const runtime: Group = {
         const rt = live!;
         try {
           // The server's own size before these VEs is a cost per host, not per VE.
-          if (ctx.backend === 'vefs') await ensureServer();
+          if (servedByVefs(ctx.backend)) await ensureServer();
           const rssBefore = await storageRss(ctx.backend);
           ctx.note('storageRssBytesBefore', rssBefore);
           const hostBefore = hostUsed();
