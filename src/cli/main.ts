@@ -7,7 +7,6 @@ import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { call } from '../vefs/control.js';
 import { ensureServer, runServer } from '../vefs/daemon.js';
-import { MountServer } from '../vefs/server.js';
 import { socketPath, logPath } from '../vefs/state.js';
 import { mountpointPath, umount } from '../vefs/umount.js';
 import { VefsError } from '../vefs/vefs-error.js';
@@ -15,9 +14,6 @@ import { BINDINGS, type MountRequest } from '../vefs/config.js';
 import type { BindingName, MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
 import { announceChanges } from '../vefs/changes.js';
-import { demo } from './demo.js';
-import { benchCommand } from './bench.js';
-import { unifyCommand } from './unify.js';
 
 const USAGE = `usage: vefs <command> [options]
 
@@ -96,6 +92,7 @@ async function mountCommand(args: string[]): Promise<void> {
 }
 
 async function foreground(request: MountRequest): Promise<void> {
+  const { MountServer } = await import('../vefs/server.js');
   const server = new MountServer((m) => console.error(m));
   const config = await server.mount(request);
   console.error(`serving ${config.mountpoint} in the foreground; interrupt to unmount`);
@@ -147,13 +144,14 @@ async function main(argv: string[]): Promise<void> {
       return runServer();
     case 'demo': {
       const { values } = parse(args, { dir: { type: 'string' } }, 0);
-      return demo(values.dir);
+      return (await import('./demo.js')).demo(values.dir);
     }
+    // A command's modules load only when it runs: a unify from cron or a status check does not pay for
+    // the FUSE bindings, the bench harness or the runtime.
     case 'bench':
-      return benchCommand(args);
+      return (await import('./bench.js')).benchCommand(args);
     case 'unify':
-      return unifyCommand(args);
-    // The runtime's modules load only for its commands: every other command starts as fast as before.
+      return (await import('./unify.js')).unifyCommand(args);
     case 've':
       return (await import('./ve.js')).veCommand(args);
     case 'template':

@@ -4,7 +4,6 @@ import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { call, serveControl, type Request } from './control.js';
-import { MountServer } from './server.js';
 import { logPath, pidPath, socketPath, stateDir } from './state.js';
 import { VefsError } from './vefs-error.js';
 
@@ -21,6 +20,8 @@ export async function runServer(): Promise<void> {
   await rm(socketPath(), { force: true });
   await writeFile(pidPath(), `${process.pid}\n`);
   const log = (m: string): void => console.log(`${new Date().toISOString()} ${m}`);
+  // Loaded here, not at the top: every client command imports this module, and only the server needs the bindings.
+  const { MountServer } = await import('./server.js');
   const server = new MountServer(log);
   // Before taking requests: a mount of a server that died is ours again before anyone asks about it.
   await server.recover();

@@ -68,13 +68,37 @@ function prepareDirs(opts: MountOptions): void {
 /** A helper process outlived its time limit: the filesystem behind it likely stopped answering. */
 export class TimedOut extends Error {}
 
+/**
+ * What a hang leaves to read once the test's scratch is gone (CI keeps only
+ * the output): the server's last log lines and every process waiting in the
+ * kernel, with where it waits.
+ */
+function hangReport(stateDir: string | undefined): string {
+  const lines: string[] = [];
+  const log = stateDir && path.join(stateDir, 'server.log');
+  if (log && fs.existsSync(log)) lines.push('server.log, last lines:', ...fs.readFileSync(log, 'utf8').trimEnd().split('\n').slice(-30));
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const state = fs.readFileSync(`/proc/${pid}/stat`, 'latin1').replace(/^.*\) /, '')[0];
+      if (state !== 'D') continue;
+      const wchan = fs.readFileSync(`/proc/${pid}/wchan`, 'latin1');
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ').trim();
+      lines.push(`waiting in the kernel: ${pid} ${wchan} ${cmd}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return lines.join('\n');
+}
+
 async function runOrExplain(what: string, file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
   try {
     await run(file, args, { env, timeout: 60_000 });
   } catch (err) {
     const e = err as Error & { stderr?: string; stdout?: string; killed?: boolean };
     const text = `${file} ${args.join(' ')}\n${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`;
-    throw e.killed ? new TimedOut(`${what} timed out: ${text}`) : new Error(`${what} failed: ${text}`);
+    if (e.killed) throw new TimedOut(`${what} timed out: ${text}\n${hangReport(env?.VEFS_STATE_DIR)}`);
+    throw new Error(`${what} failed: ${text}`);
   }
 }
 
@@ -202,6 +226,7 @@ export function makeScratch(label = 'vefs-test'): Scratch & { cleanup(): Promise
       try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       problems.push(`killed ${pid}, still running for ${stateDir} after the server stopped`);
     }
+    if (problems.length > 0) problems.push(hangReport(stateDir));
     // The server answers EIO only for an exception no rule expected, and logs it: that is a bug.
     const log = path.join(stateDir, 'server.log');
     if (fs.existsSync(log)) {
