@@ -30,6 +30,17 @@ export interface NativeStat {
   ctimeNsec: number;
 }
 
+/** What scanDir and statNames answer. */
+export interface ScannedDir {
+  names: string[];
+  types: Uint8Array;
+  stats: Float64Array;
+  ids: BigUint64Array;
+}
+
+/** Numbers per entry in ScannedDir.stats. */
+export const SCAN_FIELDS = 10;
+
 export interface NativeStatfs {
   type: number;
   bsize: number;
@@ -109,13 +120,16 @@ export interface NativeAddon {
   /** Every entry but "." and ".."; reads the whole directory with getdents64. */
   getdents(fd: number): NativeDirent[];
   /**
-   * Every entry but "." and ".." with, for regular files and entries of
-   * unknown type, their statx (not following symlinks), packed: entry i has
-   * types[i] (DT_*; 0xff if it vanished before its statx), stats[9i..9i+8]
-   * (mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns) and
-   * ids[2i], ids[2i+1] (dev, ino). Entries without a statx have zeros there.
+   * Every entry but "." and ".." with, for regular files (unless statFiles
+   * is false) and entries of unknown type, their statx (not following
+   * symlinks), packed: entry i has types[i] (DT_*; 0xff if it vanished
+   * before its statx), stats[SCAN_FIELDS*i ...] (mode, nlink, uid, gid, size,
+   * mtime s, mtime ns, ctime s, ctime ns, immutable 0/1) and ids[2i],
+   * ids[2i+1] (dev, ino). Entries without a statx have zeros there.
    */
-  scanDir(fd: number): { names: string[]; types: Uint8Array; stats: Float64Array; ids: BigUint64Array };
+  scanDir(fd: number, statFiles?: boolean): ScannedDir;
+  /** The statx of these names in the directory fd, packed as scanDir packs them. */
+  statNames(fd: number, names: string[]): ScannedDir;
 
   /** The l* calls take a path and never follow a final symlink; returns null for ENODATA. */
   lgetxattr(path: string, name: string): Buffer | null;

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { native, C, type NativeError } from '../native/index.js';
+import { native, C, SCAN_FIELDS, type NativeError } from '../native/index.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -588,14 +588,39 @@ test('scanDir lists a directory with the statx of its regular files, packed', (t
   t.is(r.types[at('f')], C.DT_REG);
   const st = fs.statSync(path.join(dir, 'f'), { bigint: true });
   const i = at('f');
-  t.is(r.stats[i * 9]!, Number(st.mode));
-  t.is(r.stats[i * 9 + 4]!, 5);
-  t.is(r.stats[i * 9 + 5]!, Number(st.mtimeNs / 1_000_000_000n));
-  t.is(r.stats[i * 9 + 6]!, Number(st.mtimeNs % 1_000_000_000n));
+  t.is(r.stats[i * SCAN_FIELDS]!, Number(st.mode));
+  t.is(r.stats[i * SCAN_FIELDS + 4]!, 5);
+  t.is(r.stats[i * SCAN_FIELDS + 5]!, Number(st.mtimeNs / 1_000_000_000n));
+  t.is(r.stats[i * SCAN_FIELDS + 6]!, Number(st.mtimeNs % 1_000_000_000n));
   t.is(r.ids[i * 2 + 1], st.ino);
   t.is(r.ids[i * 2], st.dev);
-  t.is(r.stats[at('d') * 9], 0, 'directories are not stat\'ed');
+  t.is(r.stats[at('d') * SCAN_FIELDS], 0, 'directories are not stat\'ed');
   t.is(r.types[at(odd.toString('latin1'))], C.DT_REG);
+  t.is(r.stats[i * SCAN_FIELDS + 9]!, 0, 'not immutable');
+});
+
+test('scanDir without statFiles only lists; statNames stats chosen names, immutable flag included', (t) => {
+  const dir = tempDir(t);
+  fs.writeFileSync(path.join(dir, 'plain'), 'p');
+  fs.writeFileSync(path.join(dir, 'sealed'), 'sealed');
+  execFileSync('chattr', ['+i', path.join(dir, 'sealed')]);
+  const fd = openDir(t, dir);
+  const listed = native.scanDir(fd, false);
+  t.deepEqual([...listed.names].sort(), ['plain', 'sealed']);
+  t.true(listed.stats.every((v) => v === 0), 'nothing stat\'ed');
+  t.true([...listed.types].every((v) => v === C.DT_REG));
+  let r;
+  try {
+    r = native.statNames(fd, ['sealed', 'gone', 'plain']);
+  } finally {
+    execFileSync('chattr', ['-i', path.join(dir, 'sealed')]);
+  }
+  t.deepEqual(r.names, ['sealed', 'gone', 'plain']);
+  t.is(r.types[1], 0xff, 'a missing name is marked gone');
+  t.is(r.stats[0 * SCAN_FIELDS + 4], 6);
+  t.is(r.stats[0 * SCAN_FIELDS + 9], 1, 'immutable');
+  t.is(r.stats[2 * SCAN_FIELDS + 9], 0);
+  t.is(r.ids[1], fs.statSync(path.join(dir, 'sealed'), { bigint: true }).ino);
 });
 
 test('nameToHandleAt/openByHandleAt reach an inode after its name moved', (t) => {

@@ -112,6 +112,54 @@ test('a rerun with nothing changed reads no content; a new VE costs only its own
   t.is((await unifyJson(state, '--template', tpl, ...ves)).report.bytesRead, 0);
 });
 
+test.serial('a rerun stats only what may have changed: sealed names in unchanged directories are trusted, the rest is looked at', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  await unifyJson(state, '--template', tpl, ...ves);
+  // 4 unified inodes with 3 names each; etc/config is excluded, usr/share/empty is empty.
+  const rerun = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(rerun.report.filesTrusted, 12, 'every unified name, without a statx');
+  t.is(rerun.report.filesScanned, 12);
+  // A file the walk does not trust (one name, no flag) changes in place: its directory does not move, it is seen anyway.
+  const own = at(ves[0]!, 'usr/share/doc/own');
+  fs.writeFileSync(own, bytesOf(9_000, 7));
+  const withOwn = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(withOwn.report.filesHashed, 0, 'a size nobody else has is never read');
+  const when = new Date('2026-01-02T03:04:05Z');
+  fs.writeFileSync(at(ves[1]!, 'usr/share/doc/own'), bytesOf(9_000, 8));
+  fs.utimesSync(at(ves[1]!, 'usr/share/doc/own'), when, when);
+  await unifyJson(state, '--template', tpl, ...ves);
+  fs.writeFileSync(own, bytesOf(9_000, 8));
+  fs.utimesSync(own, when, when);
+  const rewritten = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(rewritten.report.linksMade, 1, 'the rewritten file now equals the other VE\'s and is linked');
+  t.is(inodeOf(own), inodeOf(at(ves[1]!, 'usr/share/doc/own')));
+  // A name replaced in a directory (what a VE's copy-on-write does) moves the directory: looked at again.
+  const lib = at(ves[1]!, 'usr/lib/liby.so');
+  process.env.VEFS_STATE_DIR = state;
+  fs.writeFileSync(`${lib}.new`, bytesOf(5_000, 3));
+  execFileSync('touch', ['-r', lib, `${lib}.new`]);
+  await withMutable([toBytes(lib)], () => fs.renameSync(`${lib}.new`, lib));
+  const relinked = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(relinked.report.linksMade, 1, 'the VE\'s new copy is equal again, and linked again');
+  t.is(inodeOf(lib), inodeOf(at(tpl, 'usr/lib/liby.so')));
+  // Someone clears the flag by hand and rewrites a unified file in place; a VE gets a copy of the new bytes.
+  // Only --rescan looks at the rewritten inode again, and only then do the two meet.
+  const tool = at(tpl, 'usr/bin/tool');
+  execFileSync('chattr', ['-i', tool]);
+  fs.writeFileSync(tool, bytesOf(70_000, 42));
+  const copy = at(ves[0]!, 'usr/share/doc/tool2');
+  fs.writeFileSync(copy, bytesOf(70_000, 42));
+  fs.chmodSync(copy, 0o755);
+  execFileSync('touch', ['-r', tool, copy]);
+  const trusting = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(trusting.report.linksMade, 0, 'the index still holds the old version of the rewritten inode');
+  const rescan = await unifyJson(state, '--rescan', '--template', tpl, ...ves);
+  t.is(rescan.report.filesTrusted, 0);
+  t.is(rescan.report.linksMade, 1);
+  t.is(inodeOf(copy), inodeOf(tool));
+  t.deepEqual(flagProblems([tpl, ...ves]), []);
+});
+
 // Serial: it sets VEFS_STATE_DIR for an in-process section.
 test.serial('a changed file is hashed again on the next run and stays apart', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);

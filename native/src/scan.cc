@@ -1,7 +1,8 @@
 // scanDir: one directory's entries with the statx of every regular file (and
 // of every entry whose type getdents does not know), in one call and a few
 // typed arrays, so a walk of a million files is not a million calls that
-// each build an object.
+// each build an object. statNames: the same for chosen names, for a walk that
+// knows most of a directory already (unify's rerun).
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -17,8 +18,9 @@ namespace vefs {
 
 namespace {
 
-// Per entry in `stats`: mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns.
-constexpr size_t kStatFields = 9;
+// Per entry in `stats`: mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns, and 1 when the
+// inode carries the immutable flag (statx reports it without an open and an ioctl), else 0.
+constexpr size_t kStatFields = 10;
 // A name that went away between getdents and statx.
 constexpr uint8_t kGone = 0xff;
 
@@ -29,24 +31,21 @@ struct Entry {
   struct statx st;
 };
 
-Napi::Value ScanDir(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = ArgInt32(info, 0);
-  std::vector<Entry> entries;
-  ForEachDirent(env, fd, [&](const DirentView& d) { entries.push_back({d.name, d.type, false, {}}); });
-  for (Entry& e : entries) {
-    if (e.type != DT_REG && e.type != DT_UNKNOWN) continue;
-    int r = RetryEintr([&] {
-      return statx(fd, e.name.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &e.st);
-    });
-    if (r < 0) {
-      if (errno != ENOENT) ThrowErrno(env, "statx", &e.name);
-      e.type = kGone;
-      continue;
-    }
-    e.stated = true;
-    e.type = static_cast<uint8_t>(IFTODT(e.st.stx_mode));
+void StatEntry(Napi::Env env, int fd, Entry& e) {
+  int r = RetryEintr([&] {
+    return statx(fd, e.name.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &e.st);
+  });
+  if (r < 0) {
+    if (errno != ENOENT) ThrowErrno(env, "statx", &e.name);
+    e.type = kGone;
+    return;
   }
+  e.stated = true;
+  e.type = static_cast<uint8_t>(IFTODT(e.st.stx_mode));
+}
+
+// names, types, stats and ids (dev, ino per entry) as scanDir documents them (native/index.ts).
+Napi::Object Packed(Napi::Env env, const std::vector<Entry>& entries) {
   size_t count = entries.size();
   Napi::Array names = Napi::Array::New(env, count);
   Napi::Uint8Array types = Napi::Uint8Array::New(env, count);
@@ -73,6 +72,7 @@ Napi::Value ScanDir(const Napi::CallbackInfo& info) {
     s[6] = st.stx_mtime.tv_nsec;
     s[7] = static_cast<double>(st.stx_ctime.tv_sec);
     s[8] = st.stx_ctime.tv_nsec;
+    s[9] = (st.stx_attributes_mask & st.stx_attributes & STATX_ATTR_IMMUTABLE) != 0 ? 1 : 0;
     ids[i * 2] = makedev(st.stx_dev_major, st.stx_dev_minor);
     ids[i * 2 + 1] = st.stx_ino;
   }
@@ -84,10 +84,43 @@ Napi::Value ScanDir(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// scanDir(fd, statFiles = true): with statFiles false only entries whose type getdents does not know.
+Napi::Value ScanDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt32(info, 0);
+  bool statFiles = info.Length() < 2 || info[1].ToBoolean();
+  std::vector<Entry> entries;
+  ForEachDirent(env, fd, [&](const DirentView& d) { entries.push_back({d.name, d.type, false, {}}); });
+  for (Entry& e : entries) {
+    if (e.type == DT_UNKNOWN || (statFiles && e.type == DT_REG)) StatEntry(env, fd, e);
+  }
+  return Packed(env, entries);
+}
+
+// statNames(fd, names): the statx of these names in the directory fd, packed as scanDir packs them.
+Napi::Value StatNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt32(info, 0);
+  Napi::Array list = info[1].As<Napi::Array>();
+  std::vector<Entry> entries;
+  entries.reserve(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::String name = list.Get(i).As<Napi::String>();
+    size_t len = 0;
+    napi_get_value_string_latin1(env, name, nullptr, 0, &len);
+    std::string bytes(len, '\0');
+    napi_get_value_string_latin1(env, name, bytes.data(), len + 1, &len);
+    entries.push_back({std::move(bytes), DT_UNKNOWN, false, {}});
+  }
+  for (Entry& e : entries) StatEntry(env, fd, e);
+  return Packed(env, entries);
+}
+
 }  // namespace
 
 void InitScan(Napi::Object exports, Napi::Object /*constants*/) {
   SetFunction(exports, "scanDir", ScanDir);
+  SetFunction(exports, "statNames", StatNames);
 }
 
 }  // namespace vefs

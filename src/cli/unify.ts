@@ -35,6 +35,9 @@ owner, group, xattrs and mtime; regular, non-empty, on one filesystem.
                         65,000 on ext4).
   --revert              Give every unified path under the ROOTs its own writable
                         copy again (own metadata, no immutable flag).
+  --rescan              Stat every file. Without it a rerun trusts files it found
+                        immutable in directories unchanged since; use it after
+                        clearing the flag of unified files by hand.
 `;
 
 function usage(message: string): never {
@@ -68,6 +71,7 @@ export async function unifyCommand(args: string[]): Promise<void> {
         'ignore-mtime': { type: 'boolean' },
         'link-max': { type: 'string' },
         revert: { type: 'boolean' },
+        rescan: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -93,6 +97,7 @@ export async function unifyCommand(args: string[]): Promise<void> {
     defaultExcludes: !values['no-default-excludes'],
     ignoreMtime: values['ignore-mtime'],
     revert: values.revert,
+    rescan: values.rescan,
     linkMax: count('--link-max', values['link-max']),
     progress: !quiet && process.stderr.isTTY ? process.stderr : undefined,
   });

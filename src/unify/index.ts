@@ -19,11 +19,11 @@
 // that names them again. Group queries are in groups.ts.
 import Database from 'better-sqlite3';
 import type { Replaced } from './link.js';
-import type { DirVisit, FileStat } from './scan.js';
+import type { DirVisit, FileStat, Recalled } from './scan.js';
 import type { Root } from './roots.js';
 import type { XattrFacts } from './xattrs.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const COMMIT_EVERY_MS = 3000;
 
 /** The kind of an inode: may be unified, or never (its bytes are not its content). */
@@ -32,16 +32,19 @@ const enum Kind { Eligible = 0, Metacopy = 1 }
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS roots(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS dirs(id INTEGER PRIMARY KEY, root INTEGER NOT NULL, rel TEXT NOT NULL, UNIQUE(root, rel));
+-- stamp: the directory's inode, mtime and ctime when the last walk listed it (scan.ts dirStamp).
+CREATE TABLE IF NOT EXISTS dirs(id INTEGER PRIMARY KEY, root INTEGER NOT NULL, rel TEXT NOT NULL, stamp TEXT,
+  UNIQUE(root, rel));
 CREATE TABLE IF NOT EXISTS files(id INTEGER PRIMARY KEY, dir INTEGER NOT NULL, name TEXT NOT NULL,
   dev INTEGER NOT NULL, ino INTEGER NOT NULL, UNIQUE(dir, name));
 CREATE INDEX IF NOT EXISTS files_inode ON files(dev, ino);
 -- content: dev:ino:size:mtime, what the hash depends on; meta: ctime:nlink (a mode, owner or xattr change
--- moves ctime). A rerun compares each name with these two strings.
+-- moves ctime). A rerun compares each name with these two strings. sealed: the inode carried the immutable
+-- flag when last seen (scan.ts trusts its names while their directory is unchanged).
 CREATE TABLE IF NOT EXISTS inodes(dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
   mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,
   mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, kind INTEGER NOT NULL, xattrs BLOB NOT NULL, hash BLOB,
-  content TEXT NOT NULL, meta TEXT NOT NULL, PRIMARY KEY(dev, ino)) WITHOUT ROWID;
+  content TEXT NOT NULL, meta TEXT NOT NULL, sealed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(dev, ino)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS inodes_size ON inodes(dev, size);
 -- A name that unify replaced by a link while its own mtime differed (--ignore-mtime): --revert gives the
 -- times back.
@@ -57,19 +60,31 @@ export const i64 = (v: bigint): bigint => BigInt.asIntN(64, v);
 export const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, BigInt(v));
 
 export const contentStamp = (st: FileStat): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeSec}.${st.mtimeNsec}`;
-const metaStamp = (st: FileStat): string => `${st.ctimeSec}.${st.ctimeNsec}:${st.nlink}`;
+const metaStamp = (st: Pick<FileStat, 'ctimeSec' | 'ctimeNsec' | 'nlink'>): string => `${st.ctimeSec}.${st.ctimeNsec}:${st.nlink}`;
 
 interface StoredName {
   id: number;
   name: string;
   content: string | null;
   meta: string | null;
+  sealed: number | null;
+  size: number | null;
+}
+
+/** A directory as the index knows it: recall() reads it for the walk, syncDir() uses it again. */
+interface DirRecord {
+  root: number;
+  rel: string;
+  id: number;
+  stamp: string | null;
+  names: Map<string, StoredName>;
 }
 
 export class UnifyIndex {
   readonly db: Database.Database;
   private readonly rootIds = new Map<string, number>();
   private ownBatch = false;
+  private recalled: DirRecord | null = null;
   private batchStarted = 0;
   private readonly st;
 
@@ -85,7 +100,11 @@ export class UnifyIndex {
     const version = this.db.prepare(`PRAGMA user_version`).pluck().get() as number;
     const empty = this.db.prepare(`SELECT COUNT(*) FROM sqlite_master`).pluck().get() === 0;
     if (empty) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    else if (version !== SCHEMA_VERSION) {
+    else if (version === 2) {
+      // Schema 3 adds what lets a rerun skip statx calls; an index of schema 2 simply has none of it yet.
+      this.db.exec(`ALTER TABLE dirs ADD COLUMN stamp TEXT; ALTER TABLE inodes ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+        PRAGMA user_version = ${SCHEMA_VERSION}`);
+    } else if (version !== SCHEMA_VERSION) {
       throw new Error(`unify index ${file} has schema ${version}, this vefs uses ${SCHEMA_VERSION}: remove it (the next run rebuilds it)`);
     }
     this.db.exec(SCHEMA);
@@ -97,24 +116,27 @@ export class UnifyIndex {
     const db = this.db;
     this.st = {
       dir: db.prepare(`SELECT id FROM dirs WHERE root = ? AND rel = ?`).pluck(),
+      dirRow: db.prepare(`SELECT id, stamp FROM dirs WHERE root = ? AND rel = ?`),
+      setStamp: db.prepare(`UPDATE dirs SET stamp = ? WHERE id = ?`),
+      restamp: db.prepare(`UPDATE dirs SET stamp = ? WHERE id = ? AND stamp = ?`),
       addDir: db.prepare(`INSERT INTO dirs(root, rel) VALUES (?, ?)`),
       visited: db.prepare(`INSERT INTO temp.visited VALUES (?)`),
-      names: db.prepare(`SELECT f.id, f.name, i.content, i.meta FROM files f
+      names: db.prepare(`SELECT f.id, f.name, i.content, i.meta, i.sealed, i.size FROM files f
         LEFT JOIN inodes i ON i.dev = f.dev AND i.ino = f.ino WHERE f.dir = ?`),
-      inode: db.prepare(`SELECT content, meta FROM inodes WHERE dev = ? AND ino = ?`),
+      inode: db.prepare(`SELECT content, meta, sealed FROM inodes WHERE dev = ? AND ino = ?`),
       addInode: db.prepare(`INSERT INTO inodes VALUES
-        (@dev, @ino, @size, @mode, @uid, @gid, @nlink, @mtime_s, @mtime_ns, @kind, @xattrs, NULL, @content, @meta)`),
+        (@dev, @ino, @size, @mode, @uid, @gid, @nlink, @mtime_s, @mtime_ns, @kind, @xattrs, NULL, @content, @meta, @sealed)`),
       newContent: db.prepare(`UPDATE inodes SET size = @size, mode = @mode, uid = @uid, gid = @gid, nlink = @nlink,
-        mtime_s = @mtime_s, mtime_ns = @mtime_ns, kind = @kind, xattrs = @xattrs, hash = NULL, content = @content, meta = @meta
-        WHERE dev = @dev AND ino = @ino`),
+        mtime_s = @mtime_s, mtime_ns = @mtime_ns, kind = @kind, xattrs = @xattrs, hash = NULL, content = @content, meta = @meta,
+        sealed = @sealed WHERE dev = @dev AND ino = @ino`),
       newMeta: db.prepare(`UPDATE inodes SET mode = @mode, uid = @uid, gid = @gid, nlink = @nlink, kind = @kind,
-        xattrs = @xattrs, meta = @meta WHERE dev = @dev AND ino = @ino`),
+        xattrs = @xattrs, meta = @meta, sealed = @sealed WHERE dev = @dev AND ino = @ino`),
       addName: db.prepare(`INSERT INTO files(dir, name, dev, ino) VALUES (?, ?, ?, ?)`),
       repoint: db.prepare(`UPDATE files SET dev = ?, ino = ? WHERE id = ?`),
       orphan: db.prepare(`INSERT INTO temp.orphans SELECT dev, ino FROM files WHERE id = ?`),
       dropName: db.prepare(`DELETE FROM files WHERE id = ?`),
       relinkName: db.prepare(`UPDATE files SET dev = ?, ino = ? WHERE id = ?`),
-      relinkInode: db.prepare(`UPDATE inodes SET nlink = ?, meta = ? WHERE dev = ? AND ino = ?`),
+      relinkInode: db.prepare(`UPDATE inodes SET nlink = ?, meta = ?, sealed = ? WHERE dev = ? AND ino = ?`),
       dropInode: db.prepare(`DELETE FROM inodes WHERE dev = ? AND ino = ?`),
       remember: db.prepare(`INSERT INTO replaced VALUES (?, ?, ?, ?, ?, ?)
         ON CONFLICT(dir, name) DO UPDATE SET mtime_s = excluded.mtime_s, mtime_ns = excluded.mtime_ns,
@@ -173,25 +195,47 @@ export class UnifyIndex {
     }
   }
 
+  private dirRecord(rootId: number, rel: string): DirRecord | null {
+    if (this.recalled?.root === rootId && this.recalled.rel === rel) return this.recalled;
+    const row = this.st.dirRow.get(rootId, rel) as { id: number; stamp: string | null } | undefined;
+    if (row === undefined) return null;
+    const names = new Map<string, StoredName>();
+    for (const r of this.st.names.all(row.id) as StoredName[]) names.set(r.name, r);
+    this.recalled = { root: rootId, rel, id: row.id, stamp: row.stamp, names };
+    return this.recalled;
+  }
+
+  /** The last walk's view of a directory (scan.ts Recalled). */
+  recall(root: Root, rel: string): Recalled | null {
+    const record = this.dirRecord(this.rootId(root), rel);
+    if (record === null) return null;
+    const sealed = new Map<string, number>();
+    for (const n of record.names.values()) if (n.sealed === 1) sealed.set(n.name, n.size!);
+    return { stamp: record.stamp, sealed };
+  }
+
   /**
    * Brings one directory's names, and the inodes they show, up to date with
    * what the walk saw; xattrs are read (through xattrsOf) only for inodes
-   * that are new or whose ctime moved. Answers how many rows changed.
+   * that are new or whose ctime moved. Trusted names stay as they are.
+   * Answers how many rows changed.
    */
   syncDir(v: DirVisit, xattrsOf: (name: string) => XattrFacts): number {
     const rootId = this.rootId(v.root);
-    const found = this.st.dir.get(rootId, v.rel) as number | undefined;
-    const dir = found ?? Number(this.st.addDir.run(rootId, v.rel).lastInsertRowid);
+    const record = this.dirRecord(rootId, v.rel);
+    this.recalled = null;
+    const dir = record?.id ?? Number(this.st.addDir.run(rootId, v.rel).lastInsertRowid);
+    if (record?.stamp !== v.stamp) this.st.setStamp.run(v.stamp, dir);
     this.st.visited.run(dir);
-    const stored = new Map<string, StoredName>();
-    if (found !== undefined) for (const row of this.st.names.all(dir) as StoredName[]) stored.set(row.name, row);
+    const stored = record?.names ?? new Map<string, StoredName>();
+    for (const name of v.trusted) stored.delete(name);
     let changed = 0;
     for (const { name, st } of v.files) {
       const old = stored.get(name);
       stored.delete(name);
       const content = contentStamp(st);
       if (old?.content === content) {
-        if (old.meta !== metaStamp(st)) {
+        if (old.meta !== metaStamp(st) || old.sealed !== Number(st.immutable)) {
           this.st.newMeta.run(this.inodeRow(st, xattrsOf(name)));
           changed++;
         }
@@ -213,19 +257,28 @@ export class UnifyIndex {
     return changed;
   }
 
+  /**
+   * Unify itself changed a directory (a name replaced by a link): if the
+   * directory was as the walk left it just before, the stamp it has now
+   * stands for the same listing, so the next walk still trusts it.
+   */
+  restamp(dir: number, before: string, after: string): void {
+    this.st.restamp.run(after, dir, before);
+  }
+
   /** The inode a name now shows, known already (another of its names) or not. */
   private syncInode(st: FileStat, content: string, xattrs: () => XattrFacts): void {
-    const known = this.st.inode.get(i64(st.dev), i64(st.ino)) as { content: string; meta: string } | undefined;
+    const known = this.st.inode.get(i64(st.dev), i64(st.ino)) as { content: string; meta: string; sealed: number } | undefined;
     if (known === undefined) this.st.addInode.run(this.inodeRow(st, xattrs()));
     else if (known.content !== content) this.st.newContent.run(this.inodeRow(st, xattrs()));
-    else if (known.meta !== metaStamp(st)) this.st.newMeta.run(this.inodeRow(st, xattrs()));
+    else if (known.meta !== metaStamp(st) || known.sealed !== Number(st.immutable)) this.st.newMeta.run(this.inodeRow(st, xattrs()));
   }
 
   private inodeRow(st: FileStat, x: XattrFacts) {
     return {
       dev: i64(st.dev), ino: i64(st.ino), size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, nlink: st.nlink,
       mtime_s: st.mtimeSec, mtime_ns: st.mtimeNsec, kind: x.metacopy ? Kind.Metacopy : Kind.Eligible, xattrs: x.digest,
-      content: contentStamp(st), meta: metaStamp(st),
+      content: contentStamp(st), meta: metaStamp(st), sealed: Number(st.immutable),
     };
   }
 
@@ -255,13 +308,13 @@ export class UnifyIndex {
    * After a link: the replaced names show the kept inode, whose link count
    * and ctime moved; inodes that lost all their names are gone.
    */
-  linked(master: FileStat, names: number[], gone: bigint[]): void {
+  linked(master: Omit<FileStat, 'immutable'>, sealed: boolean, names: number[], gone: bigint[]): void {
     // One row per statement: a statement that may change several rows inside a
     // transaction makes SQLite copy every page it touches to a statement journal.
     const dev = i64(master.dev);
     const ino = i64(master.ino);
     for (const id of names) this.st.relinkName.run(dev, ino, id);
-    this.st.relinkInode.run(master.nlink, metaStamp(master), dev, ino);
+    this.st.relinkInode.run(master.nlink, metaStamp(master), Number(sealed), dev, ino);
     for (const g of gone) this.st.dropInode.run(dev, i64(g));
   }
 

@@ -36,6 +36,7 @@ import type { UnifyIndex } from './index.js';
 import type { PlanInode } from './plan.js';
 import { mayLink, type FileFacts, type PredicateOptions } from './predicate.js';
 import { BENEATH, type Root } from './roots.js';
+import { dirStamp } from './scan.js';
 import { withMutableFds, type AddToSection, type MutableEntry } from './section.js';
 import { compareBytes } from './verify.js';
 import { fdXattrs } from './xattrs.js';
@@ -204,6 +205,8 @@ function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): O
   try {
     const now = native.fstatat(dirfd, m.name, C.AT_SYMLINK_NOFOLLOW);
     if (now.ino !== target.st.ino || now.dev !== target.st.dev) return 'changed';
+    // The walk's stamp of this directory stays valid through our own change (scan.ts).
+    const restamp = (before: NativeStat, now: NativeStat): void => ctx.index.restamp(m.dir, dirStamp(before), dirStamp(now));
     return keepingDirTimes(dirfd, (): Outcome => {
       const tmp = ctx.tempName();
       try {
@@ -221,7 +224,7 @@ function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): O
         throw err;
       }
       return 'done';
-    });
+    }, restamp);
   } catch (err) {
     if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code)) return 'changed';
     throw err;
@@ -390,7 +393,8 @@ export async function linkInto(ctx: LinkContext, linker: Linker | null, g: Group
     }
     if (linker !== null) {
       ctx.index.rememberReplaced(unit.replaced);
-      unit.masters.forEach((m, i) => ctx.index.linked(native.fstat(m.fd), unit.added.get(m)!, i === 0 ? unit.gone : []));
+      unit.masters.forEach((m, i) => ctx.index.linked(native.fstat(m.fd), isImmutable(inodeFlags(m.fd)), unit.added.get(m)!,
+        i === 0 ? unit.gone : []));
     }
   } finally {
     for (const t of unit.targets) release(ctx, t);

@@ -12,6 +12,8 @@ export interface UnifyReport {
   templates: string[];
   dirsScanned: number;
   filesScanned: number;
+  /** Of those, names not stat'ed: sealed at the last walk in a directory unchanged since (scan.ts). */
+  filesTrusted: number;
   /** Sum of the sizes of the files scanned: what a tool without an index would read. */
   bytesScanned: number;
   filesHashed: number;

@@ -39,6 +39,8 @@ export interface UnifyOptions {
   defaultExcludes?: boolean;
   ignoreMtime?: boolean;
   revert?: boolean;
+  /** Stat every file, also those the last walk found sealed in a directory unchanged since (scan.ts). */
+  rescan?: boolean;
   /** Links per inode to plan for; default the filesystem's limit (ext4: 65,000). */
   linkMax?: number;
   /** Reads in flight while hashing and comparing. */
@@ -122,7 +124,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     // Leases signal their holder when a writer wants the file; we poll instead (link.ts).
     process.on('SIGIO', ignoreSigio);
 
-    const scanned: ScanCounts = { dirs: 0, files: 0, bytes: 0 };
+    const scanned: ScanCounts = { dirs: 0, files: 0, trusted: 0, bytes: 0 };
     const hashed: HashCounts = { files: 0, bytes: 0, stale: 0 };
     const linked: LinkCounts = { linksMade: 0, inodesReclaimed: 0, bytesReclaimed: 0, bytesRead: 0, skipped: {} };
     const reverted: RevertCounts = { inodes: 0, paths: 0, bytesCopied: 0 };
@@ -156,7 +158,9 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     };
     const exclude = excluder(opts.revert ? [] : [...(opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(opts.exclude ?? [])]);
     try {
-      for (const root of roots) await scanRoot(root, { exclude, minSize, isLeftover }, visit, scanned, leftovers);
+      // --revert looks at every name; --rescan trusts nothing the last walk saw.
+      const recall = opts.revert || opts.rescan ? undefined : (root: Root, rel: string) => idx.recall(root, rel);
+      for (const root of roots) await scanRoot(root, { exclude, minSize, isLeftover, recall }, visit, scanned, leftovers);
     } finally {
       idx.commit();
     }
@@ -208,6 +212,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       templates: roots.filter((r) => r.template).map((r) => shown(r.path)),
       dirsScanned: scanned.dirs,
       filesScanned: scanned.files,
+      filesTrusted: scanned.trusted,
       bytesScanned: scanned.bytes,
       filesHashed: hashed.files,
       bytesRead: hashed.bytes + linked.bytesRead,

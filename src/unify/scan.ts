@@ -8,7 +8,15 @@
 // '..', no other mount), so a VE that swaps a directory for a symlink cannot
 // send the walk outside its tree, and mounts below a ROOT (a VE's /proc) are
 // skipped: unify never crosses filesystems.
-import { native, C, type NativeError } from '../../native/index.js';
+//
+// A rerun skips most statx calls: a directory whose inode, mtime and ctime
+// are those of the last walk has the same names, each showing the same
+// inode (a create, unlink, rename or link in it moves its mtime), and a name
+// whose inode carried the immutable flag then cannot have changed content,
+// mode, owner or xattrs since, unless someone cleared the flag by hand
+// (`vefs unify --rescan` stats every file again). So only its other names
+// are stat'ed; the sealed ones are handed over as trusted.
+import { native, C, SCAN_FIELDS, type NativeError, type NativeStat, type ScannedDir } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import type { Matcher } from './exclude.js';
 import { BENEATH, type Root } from './roots.js';
@@ -26,6 +34,8 @@ export interface FileStat {
   mtimeNsec: number;
   ctimeSec: number;
   ctimeNsec: number;
+  /** Carries the immutable flag. */
+  immutable: boolean;
 }
 
 export interface ScannedFile {
@@ -39,7 +49,18 @@ export interface DirVisit {
   rel: string;
   /** Open for the duration of the visit: xattrs are read through it. */
   fd: number;
+  /** The directory's own inode, mtime and ctime, taken before its entries were read. */
+  stamp: string;
   files: ScannedFile[];
+  /** Names not stat'ed: sealed at the last walk, in a directory unchanged since (Recalled). */
+  trusted: string[];
+}
+
+/** What the index remembers of a directory from the last walk. */
+export interface Recalled {
+  stamp: string | null;
+  /** Names whose inode carried the immutable flag then, with their size. */
+  sealed: Map<string, number>;
 }
 
 /** A temporary name an interrupted run left behind. */
@@ -54,11 +75,14 @@ export interface ScanOptions {
   minSize: number;
   /** Names that earlier, interrupted runs may have left. */
   isLeftover(name: string): boolean;
+  /** The last walk's view of a directory, if it is to be trusted where it still holds. */
+  recall?(root: Root, rel: string): Recalled | null;
 }
 
 export interface ScanCounts {
   dirs: number;
   files: number;
+  trusted: number;
   bytes: number;
 }
 
@@ -74,6 +98,67 @@ function openDir(root: Root, rel: string): number | null {
   }
 }
 
+export const dirStamp = (st: NativeStat): string => `${st.ino}:${st.mtimeSec}.${st.mtimeNsec}:${st.ctimeSec}.${st.ctimeNsec}`;
+
+/** The regular files of a packed listing that unify may look at; subdirectories and leftovers go to their lists. */
+function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out: { files: ScannedFile[]; subdirs: string[] },
+  leftovers: Leftover[], counts: ScanCounts): void {
+  const { names, types, stats, ids } = r;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    const type = types[i]!;
+    if (type === C.DT_DIR) {
+      const path = child(rel, name);
+      if (!opts.exclude(path)) out.subdirs.push(path);
+      continue;
+    }
+    if (type !== C.DT_REG) continue;
+    if (opts.isLeftover(name)) {
+      leftovers.push({ root, rel, name });
+      continue;
+    }
+    const s = i * SCAN_FIELDS;
+    const size = stats[s + 4]!;
+    if (size < opts.minSize || size === 0 || opts.exclude(child(rel, name))) continue;
+    out.files.push({
+      name,
+      st: {
+        dev: ids[i * 2]!, ino: ids[i * 2 + 1]!, mode: stats[s]!, nlink: stats[s + 1]!, uid: stats[s + 2]!, gid: stats[s + 3]!,
+        size, mtimeSec: stats[s + 5]!, mtimeNsec: stats[s + 6]!, ctimeSec: stats[s + 7]!, ctimeNsec: stats[s + 8]!,
+        immutable: stats[s + 9] === 1,
+      },
+    });
+    counts.bytes += size;
+  }
+}
+
+/**
+ * A directory unchanged since the last walk: its subdirectories and leftovers
+ * from the listing, sealed names trusted, every other regular file stat'ed.
+ */
+function collectKnown(root: Root, rel: string, fd: number, sealed: Map<string, number>, opts: ScanOptions,
+  out: { files: ScannedFile[]; subdirs: string[]; trusted: string[] }, leftovers: Leftover[], counts: ScanCounts): void {
+  const listing = native.scanDir(fd, false);
+  const others: string[] = [];
+  for (let i = 0; i < listing.names.length; i++) {
+    const name = listing.names[i]!;
+    const type = listing.types[i]!;
+    const size = sealed.get(name);
+    if (type !== C.DT_REG || size === undefined || opts.isLeftover(name)) {
+      if (type === C.DT_REG) others.push(name);
+      else if (type === C.DT_DIR) {
+        const path = child(rel, name);
+        if (!opts.exclude(path)) out.subdirs.push(path);
+      }
+      continue;
+    }
+    if (size < opts.minSize || opts.exclude(child(rel, name))) continue;
+    out.trusted.push(name);
+    counts.bytes += size;
+  }
+  if (others.length > 0) collect(root, rel, native.statNames(fd, others), opts, { files: out.files, subdirs: [] }, leftovers, counts);
+}
+
 export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisit) => void,
   counts: ScanCounts, leftovers: Leftover[]): Promise<void> {
   const stack = ['/'];
@@ -82,38 +167,16 @@ export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisi
     const fd = openDir(root, rel);
     if (fd === null) continue;
     try {
-      const files: ScannedFile[] = [];
-      const subdirs: string[] = [];
-      const { names, types, stats, ids } = native.scanDir(fd);
-      for (let i = 0; i < names.length; i++) {
-        const name = names[i]!;
-        const type = types[i]!;
-        if (type === C.DT_DIR) {
-          const path = child(rel, name);
-          if (!opts.exclude(path)) subdirs.push(path);
-          continue;
-        }
-        if (type !== C.DT_REG) continue;
-        if (opts.isLeftover(name)) {
-          leftovers.push({ root, rel, name });
-          continue;
-        }
-        const size = stats[i * 9 + 4]!;
-        if (size < opts.minSize || size === 0 || opts.exclude(child(rel, name))) continue;
-        const s = i * 9;
-        files.push({
-          name,
-          st: {
-            dev: ids[i * 2]!, ino: ids[i * 2 + 1]!, mode: stats[s]!, nlink: stats[s + 1]!, uid: stats[s + 2]!, gid: stats[s + 3]!,
-            size, mtimeSec: stats[s + 5]!, mtimeNsec: stats[s + 6]!, ctimeSec: stats[s + 7]!, ctimeNsec: stats[s + 8]!,
-          },
-        });
-        counts.bytes += size;
-      }
-      counts.files += files.length;
-      visit({ root, rel, fd, files });
+      const stamp = dirStamp(native.fstat(fd));
+      const known = opts.recall?.(root, rel) ?? null;
+      const out = { files: [] as ScannedFile[], subdirs: [] as string[], trusted: [] as string[] };
+      if (known !== null && known.stamp === stamp) collectKnown(root, rel, fd, known.sealed, opts, out, leftovers, counts);
+      else collect(root, rel, native.scanDir(fd), opts, out, leftovers, counts);
+      counts.files += out.files.length + out.trusted.length;
+      counts.trusted += out.trusted.length;
+      visit({ root, rel, fd, stamp, files: out.files, trusted: out.trusted });
       // Reversed so that the walk visits names in the order getdents gave them.
-      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
+      for (let i = out.subdirs.length - 1; i >= 0; i--) stack.push(out.subdirs[i]!);
     } finally {
       native.close(fd);
     }

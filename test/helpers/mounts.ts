@@ -70,24 +70,38 @@ export class TimedOut extends Error {}
 
 /**
  * What a hang leaves to read once the test's scratch is gone (CI keeps only
- * the output): the server's last log lines and every process waiting in the
- * kernel, with where it waits.
+ * the output): the server's last log lines; where each thread of this state
+ * dir's server and of its children waits; every other process waiting in the
+ * kernel or on a FUSE reply.
  */
 function hangReport(stateDir: string | undefined): string {
   const lines: string[] = [];
   const log = stateDir && path.join(stateDir, 'server.log');
   if (log && fs.existsSync(log)) lines.push('server.log, last lines:', ...fs.readFileSync(log, 'utf8').trimEnd().split('\n').slice(-30));
-  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+  const read = (file: string): string => {
     try {
-      const state = fs.readFileSync(`/proc/${pid}/stat`, 'latin1').replace(/^.*\) /, '')[0];
-      if (state !== 'D') continue;
-      const wchan = fs.readFileSync(`/proc/${pid}/wchan`, 'latin1');
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ').trim();
-      lines.push(`waiting in the kernel: ${pid} ${wchan} ${cmd}`);
+      return fs.readFileSync(file, 'latin1');
     } catch {
-      // exited meanwhile
+      return ''; // exited meanwhile
     }
+  };
+  const servers = new Set(stateDir ? vefsServerPids(stateDir) : []);
+  const others: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    const stat = read(`/proc/${pid}/stat`).replace(/^.*\) /, '').split(' ');
+    const cmd = read(`/proc/${pid}/cmdline`).split('\0').join(' ').trim().slice(0, 160);
+    if (servers.has(Number(pid)) || servers.has(Number(stat[1]))) {
+      const tasks = fs.existsSync(`/proc/${pid}/task`) ? fs.readdirSync(`/proc/${pid}/task`) : [];
+      const waits = tasks.map((t) => `${t}:${read(`/proc/${pid}/task/${t}/stat`).replace(/^.*\) /, '')[0]}:${read(`/proc/${pid}/task/${t}/wchan`)}`);
+      lines.push(`server side: ${pid} (parent ${stat[1]}) ${cmd}; threads ${waits.join(' ')}`);
+      const stack = read(`/proc/${pid}/stack`).trim();
+      if (stack) lines.push(...stack.split('\n').map((l) => `    ${l}`));
+      continue;
+    }
+    const wchan = read(`/proc/${pid}/wchan`);
+    if (stat[0] === 'D' || /fuse|request_wait/.test(wchan)) others.push(`waiting: ${pid} ${stat[0]} ${wchan} ${cmd}`);
   }
+  lines.push(...others.slice(0, 12), ...(others.length > 12 ? [`... and ${others.length - 12} more waiting`] : []));
   return lines.join('\n');
 }
 
