@@ -34,7 +34,7 @@ const IN_RUN = (i: string, f: string, d: string, r: string) =>
 // else has is never read.
 const PENDING = `FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
   WHERE i.hash IS NULL AND i.kind = 0
-    AND EXISTS (SELECT 1 FROM inodes j INDEXED BY inodes_size ${IN_RUN('j', 'g', 'e', 's')}
+    AND EXISTS (SELECT 1 FROM inodes j INDEXED BY inodes_content ${IN_RUN('j', 'g', 'e', 's')}
                 WHERE j.dev = i.dev AND j.size = i.size AND j.ino != i.ino AND j.kind = 0)`;
 
 export class GroupQueries {
@@ -108,7 +108,7 @@ export class GroupQueries {
     const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, members: [] }]));
     const rows = this.db.prepare(`
       SELECT g.rowid AS gid, f.id, f.dir, d.root, d.rel, f.name, i.ino, i.nlink, i.mtime_s, i.mtime_ns, r.template
-      FROM grp g CROSS JOIN inodes i INDEXED BY inodes_size ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash AND i.mode = g.mode
+      FROM grp g CROSS JOIN inodes i INDEXED BY inodes_content ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash AND i.mode = g.mode
         AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
         AND (g.mtime_s IS NULL OR (i.mtime_s = g.mtime_s AND i.mtime_ns = g.mtime_ns))
       ${IN_RUN('i', 'f', 'd', 'r')}

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS inodes(dev INTEGER NOT NULL, ino INTEGER NOT NULL, si
   mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,
   mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, kind INTEGER NOT NULL, xattrs BLOB NOT NULL, hash BLOB,
   content TEXT NOT NULL, meta TEXT NOT NULL, sealed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(dev, ino)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS inodes_size ON inodes(dev, size);
+-- Sizes for the hashing query, size and hash for the groups' members (groups.ts).
+CREATE INDEX IF NOT EXISTS inodes_content ON inodes(dev, size, hash);
 -- A name that unify replaced by a link while its own mtime differed (--ignore-mtime): --revert gives the
 -- times back.
 CREATE TABLE IF NOT EXISTS replaced(dir INTEGER NOT NULL, name TEXT NOT NULL,
@@ -103,7 +104,7 @@ export class UnifyIndex {
     else if (version === 2) {
       // Schema 3 adds what lets a rerun skip statx calls; an index of schema 2 simply has none of it yet.
       this.db.exec(`ALTER TABLE dirs ADD COLUMN stamp TEXT; ALTER TABLE inodes ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
-        PRAGMA user_version = ${SCHEMA_VERSION}`);
+        DROP INDEX inodes_size; PRAGMA user_version = ${SCHEMA_VERSION}`);
     } else if (version !== SCHEMA_VERSION) {
       throw new Error(`unify index ${file} has schema ${version}, this vefs uses ${SCHEMA_VERSION}: remove it (the next run rebuilds it)`);
     }

@@ -72,7 +72,7 @@ export interface LinkContext {
 /** Target inodes of one group verified at a time (each holds a descriptor and a lease until linked). */
 const VERIFY_CHUNK = 16;
 /** A section links at most about this many target inodes. */
-const BATCH_TARGETS = 64;
+const BATCH_TARGETS = 256;
 
 interface Open {
   inode: PlanInode;
