@@ -194,6 +194,8 @@ export interface NativeAddon {
   hashFiles(roots: Int32Array, paths: string[], ids: BigUint64Array, versions: Float64Array): Promise<{ hashes: (Buffer | null)[]; bytesRead: number }>;
 
   umount2(target: string, flags: number): void;
+  /** umount2 on the thread pool: for the process that serves the mount. */
+  umountAsync(target: string, flags: number): Promise<void>;
   /**
    * A descriptor of a detached, read-only, noatime clone of the mounts at
    * path (open_tree + mount_setattr): reads through it never write the tree,

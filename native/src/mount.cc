@@ -21,6 +21,17 @@ Napi::Value Umount2(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The same on the thread pool, for the process that serves the mount: the
+// kernel may send it requests (flushes, releases) while the call is in
+// progress, and the event loop must be free to answer them.
+Napi::Value UmountAsync(const Napi::CallbackInfo& info) {
+  std::string target = ArgString(info, 0);
+  int flags = ArgInt32(info, 1);
+  return RunAsync(info.Env(), "vefs.umount", [target, flags] {
+    return RetryEintr([&] { return umount2(target.c_str(), flags); }) < 0 ? Failure{errno, "umount2"} : Failure{};
+  });
+}
+
 // A detached clone of the mount tree at path, made read-only and noatime: no
 // write and no atime update (readlink, getdents) through it can reach the
 // tree, whatever the original mount's options are. Attached nowhere, it is
@@ -47,6 +58,7 @@ Napi::Value OpenTreeReadonly(const Napi::CallbackInfo& info) {
 
 void InitMount(Napi::Object exports, Napi::Object constants) {
   SetFunction(exports, "umount2", Umount2);
+  SetFunction(exports, "umountAsync", UmountAsync);
   SetFunction(exports, "openTreeReadonly", OpenTreeReadonly);
 
   VEFS_CONSTANT(constants, MNT_DETACH);

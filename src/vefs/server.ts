@@ -2,14 +2,12 @@
 // mount and umount requests on the control socket and serves each mount
 // through a binding. Its event loop is every mount's server, so nothing here
 // may do synchronous I/O on a mount: only on the layers beneath them.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { VefsFs } from './fs.js';
 import { checkMount, type MountRequest } from './config.js';
 import { mountFuseNative, type BindingOptions, type BoundMount } from './binding/fuse-native.js';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { native } from '../../native/index.js';
+import { native, toBytes, type NativeError } from '../../native/index.js';
 import { mountKernel, resumeKernel } from './binding/kernel.js';
 import { NodeJournal } from './binding/kernel/journal.js';
 import { drop, held, hold } from './holder.js';
@@ -21,7 +19,6 @@ import { repairJournal } from '../unify/section.js';
 import type { MountConfig } from './types.js';
 import type { Status } from './control.js';
 
-const run = promisify(execFile);
 
 /** Enough concurrency to keep a disk busy; low enough that one VE cannot hog the process. */
 const IN_FLIGHT_PER_MOUNT = 32;
@@ -95,15 +92,16 @@ export class MountServer {
     const served = this.mounts.get(mountpoint);
     if (!served) return false;
     if (!detach) {
-      // umount(8) in a child process: unmounting may flush pages to this very server.
+      // On the thread pool: unmounting may send requests to this very server. Not umount(8): its library
+      // canonicalizes paths, reads every mount and locks utab, and so can wait on other, busy mounts.
       try {
-        await run('umount', [mountpoint]);
+        await native.umountAsync(toBytes(mountpoint), 0);
       } catch (err) {
-        const stderr = String((err as { stderr?: string }).stderr ?? '');
-        if (/busy/i.test(stderr)) {
+        const code = (err as NativeError).code;
+        if (code === 'EBUSY') {
           throw new VefsError('EBUSY', `${mountpoint} is busy: processes still use it (see fuser -vm ${mountpoint})`);
         }
-        throw new VefsError('EIO', `cannot unmount ${mountpoint}: ${stderr.trim() || (err as Error).message}`);
+        throw new VefsError(code ?? 'EIO', `cannot unmount ${mountpoint}: ${(err as Error).message}`);
       }
     }
     await served.bound.unmount();
