@@ -416,13 +416,14 @@ test('statfs: stat -f and df of the mount report the private tree\'s filesystem'
   t.is(size(ve.mnt), size(ve.priv), 'df size');
 });
 
-test('statfs: free space through the mount moves with the private tree\'s filesystem', async (t) => {
-  // On a tmpfs of its own, so that no other process (other tests, other jobs on the host) moves the numbers.
-  const scratch = withScratch(t, 'vefs-posix-free');
+/** A VE whose private tree is on a tmpfs of its own (tmpfs mount options given), unmounted after the test. */
+async function mountOnOwnTmpfs(t: ExecutionContext, label: string, options: string):
+  Promise<{ mnt: string; priv: string; unmount(): Promise<void> }> {
+  const scratch = withScratch(t, label);
   const tpl = scratch.dir('template');
   fs.writeFileSync(path.join(tpl, 'a'), 'a');
   const own = scratch.dir('own');
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512M', 'tmpfs', own]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', own]);
   let mounted: Mounted | undefined;
   // Registered after withScratch's teardown, so it runs first: VEFS off the tmpfs, then the tmpfs.
   t.teardown(async () => {
@@ -432,6 +433,16 @@ test('statfs: free space through the mount moves with the private tree\'s filesy
   const priv = path.join(own, 'private');
   const mnt = scratch.dir('mnt');
   mounted = await mountVefs({ templates: [tpl], privateDir: priv, workDir: path.join(own, 'work'), mountpoint: mnt, stateDir: scratch.stateDir });
+  const unmount = async (): Promise<void> => {
+    await mounted?.unmount();
+    mounted = undefined;
+  };
+  return { mnt, priv, unmount };
+}
+
+test('statfs: free space through the mount moves with the private tree\'s filesystem', async (t) => {
+  // On a tmpfs of its own, so that no other process (other tests, other jobs on the host) moves the numbers.
+  const { mnt, priv } = await mountOnOwnTmpfs(t, 'vefs-posix-free', 'size=512M');
   const free = (p: string): number => Number(sh('stat', ['-f', '-c', '%f', p]).trim());
   const bsize = Number(sh('stat', ['-f', '-c', '%S', mnt]).trim());
   const before = free(mnt);
@@ -445,20 +456,7 @@ test('statfs: free space through the mount moves with the private tree\'s filesy
 });
 
 test('statfs of a private filesystem with more than 2^32 blocks and inodes (a 20 TiB tmpfs)', async (t) => {
-  const scratch = withScratch(t, 'vefs-posix-bigfs');
-  const tpl = scratch.dir('template');
-  fs.writeFileSync(path.join(tpl, 'a'), 'a');
-  const big = scratch.dir('big');
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20T,nr_inodes=5000000000', 'tmpfs', big]);
-  let mounted: Mounted | undefined;
-  // Registered after withScratch's teardown, so it runs first: VEFS off the tmpfs, then the tmpfs.
-  t.teardown(async () => {
-    try { await mounted?.unmount(); } catch { /* the scratch cleanup unmounts it lazily */ }
-    execFileSync('umount', ['-l', big]);
-  });
-  const priv = path.join(big, 'private');
-  const mnt = scratch.dir('mnt');
-  mounted = await mountVefs({ templates: [tpl], privateDir: priv, workDir: path.join(big, 'work'), mountpoint: mnt, stateDir: scratch.stateDir });
+  const { mnt, priv, unmount } = await mountOnOwnTmpfs(t, 'vefs-posix-bigfs', 'size=20T,nr_inodes=5000000000');
   const fields = (p: string): Record<string, string> => {
     const v = sh('stat', ['-f', '-c', '%S %b %f %a %c %d', p]).trim().split(' ');
     // Sizes in bytes, so a binding may scale the block size without being wrong.
@@ -473,8 +471,7 @@ test('statfs of a private filesystem with more than 2^32 blocks and inodes (a 20
   t.deepEqual(fields(mnt), expected);
   const size = (p: string): string => sh('df', ['-B1', '--output=size', p]).trim().split('\n')[1].trim();
   t.is(size(mnt), size(priv), 'df size');
-  await mounted.unmount();
-  mounted = undefined;
+  await unmount();
 });
 
 // ------------------------------------------------------------------- fsync
