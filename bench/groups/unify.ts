@@ -296,6 +296,7 @@ export const unify: Group = {
   async template({ dir, sizes }) {
     const c = corpusOf(dir, sizes);
     const template = join(c.dir, 'template');
+    mkdirSync(c.dir, { recursive: true });
     if (DEBIAN) {
       if (!existsSync(DEBIAN)) await run('debootstrap', ['--variant=minbase', 'bookworm', DEBIAN, 'http://deb.debian.org/debian'], { timeoutMs: 30 * 60_000 });
       await run('cp', ['-a', DEBIAN, template]);
