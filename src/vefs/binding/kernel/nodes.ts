@@ -68,7 +68,7 @@ export class NodeTable {
   /** The kernel inode a lookup (or a creation, or a READDIRPLUS entry) of node hands out: one more lookup on it. */
   lookedUp(node: Node, a: Attr): KernelInode {
     let k = this.byNode.get(node);
-    if (!k || k.detached) {
+    if (!k || k.detached || this.byId.get(k.nodeid) !== k) {
       const key = keyOf(node, a);
       const shared = key === null ? undefined : this.byKey.get(key);
       if (shared && !shared.detached) {
@@ -122,7 +122,8 @@ export class NodeTable {
     this.byId.delete(nodeid);
     this.journal?.forgot(nodeid);
     if (k.key !== null && this.byKey.get(k.key) === k) this.byKey.delete(k.key);
-    if (this.byNode.get(k.node) === k) this.byNode.delete(k.node);
+    // Every name: a hard link's other name handing out this dead ID would make the kernel's next use of it ESTALE.
+    for (const n of k.names) if (this.byNode.get(n) === k) this.byNode.delete(n);
     // The union's cache of names follows the kernel's: a leaf the kernel let go of is looked up afresh next time.
     const { parent, name } = k.node;
     if (k.node.children.size === 0 && parent && parent.children.get(name) === k.node) parent.forget(name);
