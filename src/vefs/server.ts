@@ -134,7 +134,7 @@ export class MountServer {
         const journal = NodeJournal.rewrite(files.nodes, replayed);
         const dev = native.pidfdGetfd(pid, fd);
         const fs = new VefsFs(config);
-        const bound = resumeKernel(fs, mountpoint, dev, { inFlight: IN_FLIGHT_PER_MOUNT, log: this.log,
+        const bound = await resumeKernel(fs, mountpoint, dev, { inFlight: IN_FLIGHT_PER_MOUNT, log: this.log,
           fsname: `vefs:${config.privateDir}`, journal }, replayed);
         this.mounts.set(mountpoint, { config, fs, bound, session: bound.session });
         this.log(`took over ${mountpoint} from a server that died: ${replayed.paths.size} node IDs, passthrough ${replayed.passthrough}`);

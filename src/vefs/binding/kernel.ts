@@ -94,14 +94,16 @@ export function mountKernel(fs: VefsFs, mountpoint: string, opts: KernelOptions)
  * back from the descriptor holder; the journal's IDs are answered for, and
  * the requests the dead server had read are asked for again.
  */
-export function resumeKernel(fs: VefsFs, mountpoint: string, dev: number, opts: KernelOptions,
-  replayed: Replayed): KernelMount {
+export async function resumeKernel(fs: VefsFs, mountpoint: string, dev: number, opts: KernelOptions,
+  replayed: Replayed): Promise<KernelMount> {
   ensureReader();
   const session = new Session(fs, dev, mountpoint, {
     inFlight: opts.inFlight, log: opts.log, validity: VALIDITY, passthrough: replayed.passthrough, journal: opts.journal,
     resume: { replayed },
   });
-  const m = serve(dev, session, mountpoint, opts.journal);
-  void session.resend();
-  return m;
+  // Before the first read: RESEND puts back every request read and not answered, which after the first read
+  // would include this server's own; such a request came twice and was done twice (an rmdir whose second
+  // run failed with ENOENT, seen in test/restart.test.ts).
+  await session.resend();
+  return serve(dev, session, mountpoint, opts.journal);
 }
