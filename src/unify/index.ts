@@ -116,7 +116,6 @@ export class UnifyIndex {
     this.db.exec(`CREATE TEMP TABLE orphans(dev INTEGER NOT NULL, ino INTEGER NOT NULL)`);
     const db = this.db;
     this.st = {
-      dir: db.prepare(`SELECT id FROM dirs WHERE root = ? AND rel = ?`).pluck(),
       dirRow: db.prepare(`SELECT id, stamp FROM dirs WHERE root = ? AND rel = ?`),
       setStamp: db.prepare(`UPDATE dirs SET stamp = ? WHERE id = ?`),
       restamp: db.prepare(`UPDATE dirs SET stamp = ? WHERE id = ? AND stamp = ?`),
@@ -333,7 +332,7 @@ export class UnifyIndex {
 
   /** A path got its own inode back: forget it was replaced, and its name, so the next run looks afresh. */
   reverted(root: number, rel: string, name: string): void {
-    const dir = this.st.dir.get(root, rel) as number | undefined;
+    const dir = (this.st.dirRow.get(root, rel) as { id: number } | undefined)?.id;
     if (dir === undefined) return;
     this.db.prepare(`DELETE FROM replaced WHERE dir = ? AND name = ?`).run(dir, name);
     this.db.prepare(`INSERT INTO temp.orphans SELECT dev, ino FROM files WHERE dir = ? AND name = ?`).run(dir, name);
