@@ -128,7 +128,10 @@ export interface NativeAddon {
    * ids[2i+1] (dev, ino). Entries without a statx have zeros there.
    */
   scanDir(fd: number, statFiles?: boolean): ScannedDir;
-  /** The statx of these names in the directory fd, packed as scanDir packs them. */
+  /**
+   * The statx of these names in the directory fd, packed as scanDir packs
+   * them (a name may be a relative path; one that is gone gets type 0xff).
+   */
   statNames(fd: number, names: string[]): ScannedDir;
 
   /** The l* calls take a path and never follow a final symlink; returns null for ENODATA. */
@@ -176,6 +179,8 @@ export interface NativeAddon {
    */
   copyData(srcFd: number, destFd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
+  /** Everything written to the filesystem of fd reaches the disk (blocks the caller). */
+  syncfs(fd: number): void;
   /**
    * Compares the first `size` bytes of each target with the master's, with
    * pread on a worker thread, reading each master chunk once. One outcome per

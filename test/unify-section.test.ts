@@ -117,34 +117,88 @@ test.serial('repairJournal leaves a journal alone while a live holder has the lo
   t.true(immutable(path.join(tpl, 'bin/a')));
 });
 
-/** The calls a `vefs unify` run makes on the journal and on inode flags, in order, as strace -y shows them. */
-function tracedUnify(stateDir: string, args: string[]): string[] {
+test.serial('while a unify job runs, its deferred journal lines are left to it; once it is gone they are repaired', async (t) => {
+  const { s, tpl, ves } = unified(t, 2);
+  // A unify killed inside its first section leaves its (deferred) line, flags not set again.
+  await runKilledInSection(s.stateDir, ['--template', tpl, ...ves]);
+  const a = path.join(tpl, 'bin/a');
+  t.false(immutable(a));
+  const left = journal(s.stateDir);
+  t.true(left.includes('"deferred":true'));
+  // A job holds the job lock (its own open file description, as another process would have): deferred lines may be its own.
+  const job = native.openat(C.AT_FDCWD, path.join(s.stateDir, 'unify.lock'), C.O_RDWR | C.O_CREAT, 0o600);
+  let held = true;
+  t.teardown(() => { if (held) native.close(job); });
+  native.flockSync(job, C.LOCK_EX | C.LOCK_NB);
+  // Someone else's section meanwhile (what the VEFS server does on a copy-on-write).
+  await withMutable([toBytes(path.join(ves[0]!, 'bin/b'))], () => undefined);
+  t.is(journal(s.stateDir), left, 'the job\'s lines stay as they are');
+  t.false(immutable(a), 'and are not acted on');
+  native.close(job);
+  held = false;
+  repairJournal();
+  t.true(immutable(a));
+  t.is(journal(s.stateDir), '');
+  t.deepEqual(flagProblems([tpl, ...ves]), []);
+});
+
+const TRACED = /unify-section\.journal|FS_IOC_SETFLAGS|fsync\(|syncfs\(/;
+
+/** The calls a command makes on the journal and on inode flags, in order, as strace -y shows them. */
+function traced(stateDir: string, command: string[]): string[] {
   const out = path.join(stateDir, 'strace.txt');
-  execFileSync('strace', ['-f', '-y', '-o', out, '-e', 'trace=pwrite64,fdatasync,fsync,ftruncate,ioctl',
-    process.execPath, VEFS_CLI, 'unify', '--quiet', ...args], { env: { ...process.env, VEFS_STATE_DIR: stateDir } });
-  return fs.readFileSync(out, 'utf8').split('\n').filter((l) => /unify-section\.journal|FS_IOC_SETFLAGS|fsync\(/.test(l));
+  execFileSync('strace', ['-f', '-y', '-o', out, '-e', 'trace=pwrite64,fdatasync,fsync,syncfs,ftruncate,ioctl', ...command],
+    { env: { ...process.env, VEFS_STATE_DIR: stateDir } });
+  return fs.readFileSync(out, 'utf8').split('\n').filter((l) => TRACED.test(l));
 }
 
-test.serial('a power loss cannot lose a flag: the journal is on disk before a flag is cleared, flags before it is emptied', async (t) => {
+const isJournal = (stateDir: string, l: string): boolean => l.includes(`<${path.join(stateDir, 'unify-section.journal')}>`);
+const clearsFlag = (l: string): boolean => /FS_IOC_SETFLAGS, \[(?![^\]]*FS_IMMUTABLE_FL)/.test(l) && !l.includes('(deleted)');
+const setsFlag = (l: string): boolean => /FS_IOC_SETFLAGS, \[[^\]]*FS_IMMUTABLE_FL/.test(l) && !l.includes('(deleted)');
+
+/** The journal is written and fdatasynced before the first flag is cleared; answers where that flag is cleared. */
+function journaledFirst(t: ExecutionContext, stateDir: string, calls: string[]): number {
+  const cleared = calls.findIndex(clearsFlag);
+  t.true(cleared >= 0, calls.join('\n'));
+  const written = calls.findIndex((l) => l.includes('pwrite64(') && isJournal(stateDir, l));
+  const synced = calls.findIndex((l, i) => i > written && l.includes('fdatasync(') && isJournal(stateDir, l));
+  t.true(written >= 0 && synced > written && synced < cleared, 'the journal is written and fdatasynced before the first flag is cleared');
+  return cleared;
+}
+
+test.serial('a power loss cannot lose a flag in a unify run: journal on disk before a flag is cleared, flags (syncfs) before it is emptied', async (t) => {
   const { s, tpl, ves } = unified(t, 2);
   await unifyJson(s.stateDir, '--template', tpl, ves[0]!);
   // Adding a VE clears the template inodes' flags, links, and sets them again.
-  const calls = tracedUnify(s.stateDir, ['--template', tpl, ...ves]);
-  const journalName = path.join(s.stateDir, 'unify-section.journal');
-  const isJournal = (l: string): boolean => l.includes(`<${journalName}>`);
-  const cleared = calls.findIndex((l) => /FS_IOC_SETFLAGS, \[(?![^\]]*FS_IMMUTABLE_FL)/.test(l) && !l.includes('(deleted)'));
-  t.true(cleared >= 0, calls.join('\n'));
-  const written = calls.findIndex((l) => l.includes('pwrite64(') && isJournal(l));
-  const synced = calls.findIndex((l, i) => i > written && l.includes('fdatasync(') && isJournal(l));
-  t.true(written >= 0 && synced > written && synced < cleared, 'the journal is written and fdatasynced before the first flag is cleared');
-  const emptied = calls.findIndex((l, i) => i > cleared && l.includes('ftruncate(') && isJournal(l) && / 0\) = 0$/.test(l));
-  t.true(emptied > cleared);
-  const sets = calls.slice(cleared, emptied).filter((l) => /FS_IOC_SETFLAGS, \[[^\]]*FS_IMMUTABLE_FL/.test(l) && !l.includes('(deleted)'));
+  const calls = traced(s.stateDir, [process.execPath, VEFS_CLI, 'unify', '--quiet', '--template', tpl, ...ves]);
+  const cleared = journaledFirst(t, s.stateDir, calls);
+  const emptied = calls.findIndex((l, i) => i > cleared && l.includes('ftruncate(') && isJournal(s.stateDir, l) && / 0\) = 0$/.test(l));
+  t.true(emptied > cleared, 'the journal is emptied once, at the end');
+  t.false(calls.slice(cleared, emptied).some((l) => l.includes('ftruncate(') && isJournal(s.stateDir, l)), 'sections leave their lines');
+  const lastSet = Math.max(...calls.slice(0, emptied).map((l, i) => (setsFlag(l) ? i : -1)));
+  t.true(lastSet > cleared);
+  t.true(calls.slice(lastSet, emptied).some((l) => l.includes('syncfs(')), 'a syncfs after the last flag set, before the journal is emptied');
+  t.deepEqual(flagProblems([tpl, ...ves]), []);
+});
+
+test.serial('a power loss cannot lose a flag in a single section: each flag it sets is fsynced before its line goes', async (t) => {
+  const { s, tpl, ves } = unified(t, 1);
+  await unifyJson(s.stateDir, '--template', tpl, ...ves);
+  // What the VEFS server does for a VE's unlink of a unified file, in a process of its own.
+  const name = path.join(ves[0]!, 'bin/a');
+  const script = `import { withMutable } from ${JSON.stringify(new URL('../src/unify/section.js', import.meta.url).href)};
+    import { renameSync } from 'node:fs';
+    await withMutable([${JSON.stringify(name)}], () => renameSync(${JSON.stringify(name)}, ${JSON.stringify(`${name}.moved`)}));`;
+  const calls = traced(s.stateDir, [process.execPath, '--input-type=module', '-e', script]);
+  const cleared = journaledFirst(t, s.stateDir, calls);
+  const cut = calls.findIndex((l, i) => i > cleared && l.includes('ftruncate(') && isJournal(s.stateDir, l));
+  t.true(cut > cleared, 'the section removes its line');
+  const sets = calls.slice(cleared, cut).filter(setsFlag);
   t.true(sets.length > 0);
   for (const set of sets) {
     const fd = /ioctl\((\d+<[^>]*>)/.exec(set)![1]!;
-    const after = calls.indexOf(set);
-    t.true(calls.slice(after, emptied).some((l) => l.includes(`fsync(${fd}`)), `the flag set on ${fd} is fsynced before the journal is emptied`);
+    t.true(calls.slice(calls.indexOf(set), cut).some((l) => l.includes(`fsync(${fd}`)), `the flag set on ${fd} is fsynced before the line goes`);
   }
-  t.deepEqual(flagProblems([tpl, ...ves]), []);
+  t.is(journal(s.stateDir), '');
+  t.true(lsattrImmutable(`${name}.moved`));
 });

@@ -160,6 +160,40 @@ test.serial('a rerun stats only what may have changed: sealed names in unchanged
   t.deepEqual(flagProblems([tpl, ...ves]), []);
 });
 
+test('a rerun passes directories of sealed files without opening them, and still sees what changes in them', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  await unifyJson(state, '--template', tpl, ...ves);
+  // usr, usr/bin, usr/lib and usr/share/doc hold unified files and directories only: passed in each of the 3 trees.
+  // usr/share holds an empty file (not indexed, and it may grow in place), '/' is always listed, etc is excluded.
+  const rerun = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(rerun.report.dirsPassed, 12);
+  t.is(rerun.report.filesTrusted, 12);
+  t.is(rerun.report.filesScanned, 12);
+  // The empty file grows in place, the same in every tree: usr/share's stamp holds, yet it is seen and linked.
+  const when = new Date('2026-02-03T04:05:06Z');
+  for (const root of [tpl, ...ves]) {
+    fs.writeFileSync(at(root, 'usr/share/empty'), 'now with bytes\n', { flag: 'r+' });
+    fs.utimesSync(at(root, 'usr/share/empty'), when, when);
+  }
+  const grown = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(grown.report.linksMade, 2);
+  t.is(inodeOf(at(ves[1]!, 'usr/share/empty')), inodeOf(at(tpl, 'usr/share/empty')));
+  // A new file in a new directory below a passed one: the parent's stamp moved, so it is listed and the file found.
+  fs.mkdirSync(at(ves[0]!, 'usr/lib/sub'));
+  fs.copyFileSync(at(tpl, 'usr/lib/liby.so'), at(ves[0]!, 'usr/lib/sub/liby.so'));
+  execFileSync('touch', ['-r', at(tpl, 'usr/lib/liby.so'), at(ves[0]!, 'usr/lib/sub/liby.so')]);
+  const added = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(added.report.linksMade, 1);
+  t.is(inodeOf(at(ves[0]!, 'usr/lib/sub/liby.so')), inodeOf(at(tpl, 'usr/lib/liby.so')));
+  t.is(added.report.dirsPassed, 14, 'usr/share is passed now (its file is unified), ve1/usr/lib was listed');
+  // Other exclusions or another minimum size: every directory is opened once, then passed again (README and
+  // usr/share/empty are below the minimum now, but sealed: they cannot grow).
+  const other = await unifyJson(state, '--min-size', '100', '--template', tpl, ...ves);
+  t.is(other.report.dirsPassed, 0);
+  t.is((await unifyJson(state, '--min-size', '100', '--template', tpl, ...ves)).report.dirsPassed, 16);
+  t.deepEqual(flagProblems([tpl, ...ves]), []);
+});
+
 // Serial: it sets VEFS_STATE_DIR for an in-process section.
 test.serial('a changed file is hashed again on the next run and stays apart', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);

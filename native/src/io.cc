@@ -42,6 +42,14 @@ Napi::Value Fsync(const Napi::CallbackInfo& info) {
   });
 }
 
+// Synchronous: it runs once at the end of a unify run and in the rare
+// journal repair, never on a FUSE server's own mount.
+Napi::Value Syncfs(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0);
+  if (RetryEintr([&] { return syncfs(fd); }) < 0) ThrowErrno(info.Env(), "syncfs");
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitIo(Napi::Object exports, Napi::Object constants) {
@@ -49,6 +57,7 @@ void InitIo(Napi::Object exports, Napi::Object constants) {
   SetFunction(exports, "fallocate", Fallocate);
   SetFunction(exports, "lseek", Lseek);
   SetFunction(exports, "fsync", Fsync);
+  SetFunction(exports, "syncfs", Syncfs);
 
   VEFS_CONSTANT(constants, SEEK_SET);
   VEFS_CONSTANT(constants, SEEK_CUR);

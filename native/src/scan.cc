@@ -21,7 +21,7 @@ namespace {
 // Per entry in `stats`: mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns, and 1 when the
 // inode carries the immutable flag (statx reports it without an open and an ioctl), else 0.
 constexpr size_t kStatFields = 10;
-// A name that went away between getdents and statx.
+// A name that went away between getdents (or the last walk) and statx.
 constexpr uint8_t kGone = 0xff;
 
 struct Entry {
@@ -36,7 +36,9 @@ void StatEntry(Napi::Env env, int fd, Entry& e) {
     return statx(fd, e.name.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &e.st);
   });
   if (r < 0) {
-    if (errno != ENOENT) ThrowErrno(env, "statx", &e.name);
+    // A path of several names (unify's rerun stats subdirectories from its ROOT) is also gone when a
+    // directory on the way is no longer one.
+    if (errno != ENOENT && errno != ENOTDIR) ThrowErrno(env, "statx", &e.name);
     e.type = kGone;
     return;
   }

@@ -19,11 +19,11 @@
 // that names them again. Group queries are in groups.ts.
 import Database from 'better-sqlite3';
 import type { Replaced } from './link.js';
-import type { DirVisit, FileStat, Recalled } from './scan.js';
+import type { DirVisit, FileStat, KnownDir, Recalled } from './scan.js';
 import type { Root } from './roots.js';
 import type { XattrFacts } from './xattrs.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 const COMMIT_EVERY_MS = 3000;
 
 /** The kind of an inode: may be unified, or never (its bytes are not its content). */
@@ -32,9 +32,10 @@ const enum Kind { Eligible = 0, Metacopy = 1 }
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS roots(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
--- stamp: the directory's inode, mtime and ctime when the last walk listed it (scan.ts dirStamp).
+-- stamp: the directory's inode, mtime and ctime when the last walk listed it (scan.ts dirStamp); loose: how
+-- many of its regular files that walk did not index though it did not exclude them (scan.ts DirVisit).
 CREATE TABLE IF NOT EXISTS dirs(id INTEGER PRIMARY KEY, root INTEGER NOT NULL, rel TEXT NOT NULL, stamp TEXT,
-  UNIQUE(root, rel));
+  loose INTEGER NOT NULL DEFAULT 1, UNIQUE(root, rel));
 CREATE TABLE IF NOT EXISTS files(id INTEGER PRIMARY KEY, dir INTEGER NOT NULL, name TEXT NOT NULL,
   dev INTEGER NOT NULL, ino INTEGER NOT NULL, UNIQUE(dir, name));
 CREATE INDEX IF NOT EXISTS files_inode ON files(dev, ino);
@@ -78,6 +79,7 @@ interface DirRecord {
   rel: string;
   id: number;
   stamp: string | null;
+  loose: number;
   names: Map<string, StoredName>;
 }
 
@@ -100,11 +102,15 @@ export class UnifyIndex {
     this.db.pragma('cache_size = -24576');
     const version = this.db.prepare(`PRAGMA user_version`).pluck().get() as number;
     const empty = this.db.prepare(`SELECT COUNT(*) FROM sqlite_master`).pluck().get() === 0;
+    // Schemas 3 and 4 add what lets a rerun skip statx calls and directories; an older index simply has none of it yet.
+    const upgrades: Record<number, string> = {
+      2: `ALTER TABLE dirs ADD COLUMN stamp TEXT; ALTER TABLE inodes ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0; DROP INDEX inodes_size;`,
+      3: `ALTER TABLE dirs ADD COLUMN loose INTEGER NOT NULL DEFAULT 1;`,
+    };
     if (empty) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    else if (version === 2) {
-      // Schema 3 adds what lets a rerun skip statx calls; an index of schema 2 simply has none of it yet.
-      this.db.exec(`ALTER TABLE dirs ADD COLUMN stamp TEXT; ALTER TABLE inodes ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
-        DROP INDEX inodes_size; PRAGMA user_version = ${SCHEMA_VERSION}`);
+    else if (upgrades[version] !== undefined) {
+      for (let v = version; v < SCHEMA_VERSION; v++) this.db.exec(upgrades[v]!);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     } else if (version !== SCHEMA_VERSION) {
       throw new Error(`unify index ${file} has schema ${version}, this vefs uses ${SCHEMA_VERSION}: remove it (the next run rebuilds it)`);
     }
@@ -116,8 +122,8 @@ export class UnifyIndex {
     this.db.exec(`CREATE TEMP TABLE orphans(dev INTEGER NOT NULL, ino INTEGER NOT NULL)`);
     const db = this.db;
     this.st = {
-      dirRow: db.prepare(`SELECT id, stamp FROM dirs WHERE root = ? AND rel = ?`),
-      setStamp: db.prepare(`UPDATE dirs SET stamp = ? WHERE id = ?`),
+      dirRow: db.prepare(`SELECT id, stamp, loose FROM dirs WHERE root = ? AND rel = ?`),
+      setStamp: db.prepare(`UPDATE dirs SET stamp = ?, loose = ? WHERE id = ?`),
       restamp: db.prepare(`UPDATE dirs SET stamp = ? WHERE id = ? AND stamp = ?`),
       addDir: db.prepare(`INSERT INTO dirs(root, rel) VALUES (?, ?)`),
       visited: db.prepare(`INSERT INTO temp.visited VALUES (?)`),
@@ -197,11 +203,11 @@ export class UnifyIndex {
 
   private dirRecord(rootId: number, rel: string): DirRecord | null {
     if (this.recalled?.root === rootId && this.recalled.rel === rel) return this.recalled;
-    const row = this.st.dirRow.get(rootId, rel) as { id: number; stamp: string | null } | undefined;
+    const row = this.st.dirRow.get(rootId, rel) as { id: number; stamp: string | null; loose: number } | undefined;
     if (row === undefined) return null;
     const names = new Map<string, StoredName>();
     for (const r of this.st.names.all(row.id) as StoredName[]) names.set(r.name, r);
-    this.recalled = { root: rootId, rel, id: row.id, stamp: row.stamp, names };
+    this.recalled = { root: rootId, rel, id: row.id, stamp: row.stamp, loose: row.loose, names };
     return this.recalled;
   }
 
@@ -215,6 +221,39 @@ export class UnifyIndex {
   }
 
   /**
+   * Every directory the last walk reached below this ROOT, by path (scan.ts
+   * KnownDir): one query, where asking per directory would cost a round trip
+   * each. Grouped by rel, the order of the (root, rel) index: by id, SQLite
+   * would sort through a temporary B-tree, at twice the time.
+   */
+  knownDirs(root: Root): Map<string, KnownDir> {
+    const rows = this.db.prepare(`SELECT d.id, d.rel, d.stamp, d.loose, COUNT(f.id) AS names, COUNT(i.ino) AS files,
+        COALESCE(SUM(i.size), 0) AS bytes, COALESCE(SUM(i.sealed), 0) AS sealed
+      FROM dirs d LEFT JOIN files f ON f.dir = d.id LEFT JOIN inodes i ON i.dev = f.dev AND i.ino = f.ino
+      WHERE d.root = ? GROUP BY d.rel`).raw().all(this.rootId(root)) as [number, string, string | null, number, number, number, number, number][];
+    const known = new Map<string, KnownDir>();
+    for (const [id, rel, stamp, loose, names, files, bytes, sealed] of rows) {
+      known.set(rel, { id, stamp, plain: stamp !== null && loose === 0 && sealed === names && files === names, files, bytes });
+    }
+    return known;
+  }
+
+  /** A directory the walk found unchanged without opening it. */
+  passed(dir: KnownDir): void {
+    this.st.visited.run(dir.id);
+  }
+
+  /** The exclusions and minimum size of the last walk that reached everything (scan.ts KnownDir needs the same). */
+  walkSignature(): string | null {
+    return (this.db.prepare(`SELECT value FROM meta WHERE key = 'walk'`).pluck().get() as string | undefined) ?? null;
+  }
+
+  setWalkSignature(sig: string | null): void {
+    if (sig === null) this.db.prepare(`DELETE FROM meta WHERE key = 'walk'`).run();
+    else this.db.prepare(`INSERT OR REPLACE INTO meta VALUES ('walk', ?)`).run(sig);
+  }
+
+  /**
    * Brings one directory's names, and the inodes they show, up to date with
    * what the walk saw; xattrs are read (through xattrsOf) only for inodes
    * that are new or whose ctime moved. Trusted names stay as they are.
@@ -225,7 +264,7 @@ export class UnifyIndex {
     const record = this.dirRecord(rootId, v.rel);
     this.recalled = null;
     const dir = record?.id ?? Number(this.st.addDir.run(rootId, v.rel).lastInsertRowid);
-    if (record?.stamp !== v.stamp) this.st.setStamp.run(v.stamp, dir);
+    if (record?.stamp !== v.stamp || record.loose !== v.loose) this.st.setStamp.run(v.stamp, v.loose, dir);
     this.st.visited.run(dir);
     const stored = record?.names ?? new Map<string, StoredName>();
     for (const name of v.trusted) stored.delete(name);

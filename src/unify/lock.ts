@@ -26,3 +26,23 @@ export function takeJobLock(): () => void {
   writeSync(fd, `${process.pid}\n`, 0);
   return () => closeSync(fd);
 }
+
+/** Whether a unify job holds the lock now (asked by processes that are not one). */
+export function jobRunning(): boolean {
+  let fd: number;
+  try {
+    fd = openSync(jobLockPath(), fsc.O_RDONLY);
+  } catch (err) {
+    if ((err as NativeError).code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    native.flockSync(fd, C.LOCK_EX | C.LOCK_NB);
+    return false;
+  } catch (err) {
+    if ((err as NativeError).code === 'EAGAIN') return true;
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -11,6 +11,8 @@ export interface UnifyReport {
   roots: string[];
   templates: string[];
   dirsScanned: number;
+  /** Of those, directories found unchanged without opening them (scan.ts KnownDir). */
+  dirsPassed: number;
   filesScanned: number;
   /** Of those, names not stat'ed: sealed at the last walk in a directory unchanged since (scan.ts). */
   filesTrusted: number;

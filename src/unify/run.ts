@@ -22,8 +22,8 @@ import { Progress, type ProgressState } from './progress.js';
 import { bytes, type UnifyReport } from './report.js';
 import { collectShared, revertShared, type RevertCounts } from './revert.js';
 import { closeRoots, openRoots, BENEATH, type Root } from './roots.js';
-import { scanRoot, type DirVisit, type Leftover, type ScanCounts } from './scan.js';
-import { repairJournal, sectionStats, withMutableFds } from './section.js';
+import { scanRoot, type DirVisit, type KnownDir, type Leftover, type ScanCounts } from './scan.js';
+import { deferSeals, repairJournal, sectionStats, settleSeals, withMutableFds } from './section.js';
 import { pathXattrs } from './xattrs.js';
 
 export interface UnifyOptions {
@@ -111,6 +111,8 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
   const ignoreSigio = (): void => undefined;
   try {
     releaseJob = takeJobLock();
+    // First: this process is the job now, so any deferred journal line is a dead job's (section.ts).
+    deferSeals();
     repairJournal();
     index = openIndex(opts.index ?? defaultIndexPath(), dryRun);
     const idx = index;
@@ -124,7 +126,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     // Leases signal their holder when a writer wants the file; we poll instead (link.ts).
     process.on('SIGIO', ignoreSigio);
 
-    const scanned: ScanCounts = { dirs: 0, files: 0, trusted: 0, bytes: 0 };
+    const scanned: ScanCounts = { dirs: 0, passed: 0, files: 0, trusted: 0, bytes: 0 };
     const hashed: HashCounts = { files: 0, bytes: 0, stale: 0 };
     const linked: LinkCounts = { linksMade: 0, inodesReclaimed: 0, bytesReclaimed: 0, bytesRead: 0, skipped: {} };
     const reverted: RevertCounts = { inodes: 0, paths: 0, bytesCopied: 0 };
@@ -156,11 +158,21 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       else changed += idx.syncDir(v, (name) => pathXattrs(`/proc/self/fd/${v.fd}/${name}`));
       idx.commitIfDue();
     };
-    const exclude = excluder(opts.revert ? [] : [...(opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(opts.exclude ?? [])]);
+    const patterns = opts.revert ? [] : [...(opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(opts.exclude ?? [])];
+    const exclude = excluder(patterns);
+    // --revert looks at every name; --rescan trusts nothing the last walk saw.
+    const trusting = !opts.revert && !opts.rescan;
+    const walkSig = JSON.stringify([patterns, minSize]);
+    // Directories are passed unopened only after a whole walk with the same exclusions and minimum size.
+    const sameWalk = trusting && idx.walkSignature() === walkSig;
+    if (!sameWalk && !opts.revert) idx.setWalkSignature(null);
     try {
-      // --revert looks at every name; --rescan trusts nothing the last walk saw.
-      const recall = opts.revert || opts.rescan ? undefined : (root: Root, rel: string) => idx.recall(root, rel);
-      for (const root of roots) await scanRoot(root, { exclude, minSize, isLeftover, recall }, visit, scanned, leftovers);
+      const scanOpts = { exclude, minSize, isLeftover,
+        recall: trusting ? (root: Root, rel: string) => idx.recall(root, rel) : undefined,
+        known: sameWalk ? (root: Root) => idx.knownDirs(root) : undefined,
+        passed: (d: KnownDir) => { idx.batch(); idx.passed(d); } };
+      for (const root of roots) await scanRoot(root, scanOpts, visit, scanned, leftovers);
+      if (!opts.revert) idx.setWalkSignature(walkSig);
     } finally {
       idx.commit();
     }
@@ -203,6 +215,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
         if (ctx.transient === 0 && hashed.stale === 0) idx.setSettled({ sig, ...groups, alreadyLinked: groups.alreadyLinked + linked.linksMade });
       }
     }
+    await settleSeals();
     idx.finishRun(runId);
     const s = sectionStats();
     return {
@@ -211,6 +224,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       roots: roots.map((r) => shown(r.path)),
       templates: roots.filter((r) => r.template).map((r) => shown(r.path)),
       dirsScanned: scanned.dirs,
+      dirsPassed: scanned.passed,
       filesScanned: scanned.files,
       filesTrusted: scanned.trusted,
       bytesScanned: scanned.bytes,
@@ -233,6 +247,8 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
   } finally {
     progress?.stop();
     process.off('SIGIO', ignoreSigio);
+    // After a failure too: the flags of the sections that ended go to disk (a failed one's stay journaled).
+    await settleSeals().catch(() => undefined);
     if (index !== null) {
       if (dryRun && index.db.inTransaction) index.db.exec('ROLLBACK');
       index.close();

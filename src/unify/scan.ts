@@ -16,6 +16,15 @@
 // mode, owner or xattrs since, unless someone cleared the flag by hand
 // (`vefs unify --rescan` stats every file again). So only its other names
 // are stat'ed; the sealed ones are handed over as trusted.
+//
+// A directory of the last walk that held nothing but sealed files (no other
+// regular file, not even one too small to index: it could grow in place) is
+// not even opened while its stamp holds: the stamp comes from a statx by
+// path, taken with its siblings' when its parent is done, and its
+// subdirectories from the index (KnownDir). That path may pass a symlink a
+// VE swapped in after its parent was checked; the statx then shows another
+// inode and the directory is walked as a changed one, beneath its ROOT.
+// The walk only reads metadata this way: every open is beneath the ROOT.
 import { native, C, SCAN_FIELDS, type NativeError, type NativeStat, type ScannedDir } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import type { Matcher } from './exclude.js';
@@ -54,6 +63,18 @@ export interface DirVisit {
   files: ScannedFile[];
   /** Names not stat'ed: sealed at the last walk, in a directory unchanged since (Recalled). */
   trusted: string[];
+  /** Regular files not handed over though not excluded: too small (for now), or leftovers. */
+  loose: number;
+}
+
+/** A directory as the last walk (with the same exclusions and minimum size) left it. */
+export interface KnownDir {
+  id: number;
+  stamp: string | null;
+  /** Its regular files were all sealed and indexed (KnownDir walk, above). */
+  plain: boolean;
+  files: number;
+  bytes: number;
 }
 
 /** What the index remembers of a directory from the last walk. */
@@ -77,10 +98,15 @@ export interface ScanOptions {
   isLeftover(name: string): boolean;
   /** The last walk's view of a directory, if it is to be trusted where it still holds. */
   recall?(root: Root, rel: string): Recalled | null;
+  /** The directories the last walk left below this ROOT, by path, if it is to be trusted. */
+  known?(root: Root): Map<string, KnownDir>;
+  /** A known directory was found unchanged, and not opened. */
+  passed?(dir: KnownDir): void;
 }
 
 export interface ScanCounts {
   dirs: number;
+  passed: number;
   files: number;
   trusted: number;
   bytes: number;
@@ -100,9 +126,22 @@ function openDir(root: Root, rel: string): number | null {
 
 export const dirStamp = (st: NativeStat): string => `${st.ino}:${st.mtimeSec}.${st.mtimeNsec}:${st.ctimeSec}.${st.ctimeNsec}`;
 
+/** dirStamp of entry i of a packed listing. */
+function packedStamp(r: ScannedDir, i: number): string | undefined {
+  if (r.types[i] !== C.DT_DIR) return undefined;
+  const s = i * SCAN_FIELDS;
+  return `${r.ids[i * 2 + 1]}:${r.stats[s + 5]}.${r.stats[s + 6]}:${r.stats[s + 7]}.${r.stats[s + 8]}`;
+}
+
+interface Collected {
+  files: ScannedFile[];
+  subdirs: string[];
+  trusted: string[];
+  loose: number;
+}
+
 /** The regular files of a packed listing that unify may look at; subdirectories and leftovers go to their lists. */
-function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out: { files: ScannedFile[]; subdirs: string[] },
-  leftovers: Leftover[], counts: ScanCounts): void {
+function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out: Collected, leftovers: Leftover[], counts: ScanCounts): void {
   const { names, types, stats, ids } = r;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
@@ -115,11 +154,17 @@ function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out:
     if (type !== C.DT_REG) continue;
     if (opts.isLeftover(name)) {
       leftovers.push({ root, rel, name });
+      out.loose++;
       continue;
     }
+    if (opts.exclude(child(rel, name))) continue;
     const s = i * SCAN_FIELDS;
     const size = stats[s + 4]!;
-    if (size < opts.minSize || size === 0 || opts.exclude(child(rel, name))) continue;
+    // Not indexed, yet it may grow in place: its directory is never passed unopened (KnownDir).
+    if (size < opts.minSize || size === 0) {
+      out.loose++;
+      continue;
+    }
     out.files.push({
       name,
       st: {
@@ -137,7 +182,7 @@ function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out:
  * from the listing, sealed names trusted, every other regular file stat'ed.
  */
 function collectKnown(root: Root, rel: string, fd: number, sealed: Map<string, number>, opts: ScanOptions,
-  out: { files: ScannedFile[]; subdirs: string[]; trusted: string[] }, leftovers: Leftover[], counts: ScanCounts): void {
+  out: Collected, leftovers: Leftover[], counts: ScanCounts): void {
   const listing = native.scanDir(fd, false);
   const others: string[] = [];
   for (let i = 0; i < listing.names.length; i++) {
@@ -156,29 +201,71 @@ function collectKnown(root: Root, rel: string, fd: number, sealed: Map<string, n
     out.trusted.push(name);
     counts.bytes += size;
   }
-  if (others.length > 0) collect(root, rel, native.statNames(fd, others), opts, { files: out.files, subdirs: [] }, leftovers, counts);
+  if (others.length > 0) collect(root, rel, native.statNames(fd, others), opts, out, leftovers, counts);
+}
+
+/** Each known directory's known subdirectories, by path. */
+function childrenOf(known: Map<string, KnownDir>): Map<string, string[]> {
+  const children = new Map<string, string[]>();
+  for (const rel of known.keys()) {
+    if (rel === '/') continue;
+    const parent = rel.slice(0, rel.lastIndexOf('/')) || '/';
+    const list = children.get(parent);
+    if (list === undefined) children.set(parent, [rel]);
+    else list.push(rel);
+  }
+  return children;
+}
+
+interface Pending {
+  rel: string;
+  /** Its stamp as its parent's turn found it, if it may be passed without opening it. */
+  stamp?: string;
 }
 
 export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisit) => void,
   counts: ScanCounts, leftovers: Leftover[]): Promise<void> {
-  const stack = ['/'];
+  const known = opts.known?.(root) ?? new Map<string, KnownDir>();
+  const children = childrenOf(known);
+  const stack: Pending[] = [{ rel: '/' }];
+  /** Queues subdirectories; those that may be passed get their stamp, all in one call through `fd`. */
+  const push = (fd: number, paths: string[], names: string[]): void => {
+    const base = stack.length;
+    // Reversed, so that the walk takes them in the order given.
+    for (let i = paths.length - 1; i >= 0; i--) stack.push({ rel: paths[i]! });
+    const plain = paths.flatMap((p, i) => (known.get(p)?.plain === true ? [i] : []));
+    if (plain.length === 0) return;
+    const r = native.statNames(fd, plain.map((i) => names[i]!));
+    plain.forEach((i, j) => { stack[base + paths.length - 1 - i]!.stamp = packedStamp(r, j); });
+  };
   while (stack.length > 0) {
-    const rel = stack.pop()!;
-    const fd = openDir(root, rel);
-    if (fd === null) continue;
-    try {
-      const stamp = dirStamp(native.fstat(fd));
-      const known = opts.recall?.(root, rel) ?? null;
-      const out = { files: [] as ScannedFile[], subdirs: [] as string[], trusted: [] as string[] };
-      if (known !== null && known.stamp === stamp) collectKnown(root, rel, fd, known.sealed, opts, out, leftovers, counts);
-      else collect(root, rel, native.scanDir(fd), opts, out, leftovers, counts);
-      counts.files += out.files.length + out.trusted.length;
-      counts.trusted += out.trusted.length;
-      visit({ root, rel, fd, stamp, files: out.files, trusted: out.trusted });
-      // Reversed so that the walk visits names in the order getdents gave them.
-      for (let i = out.subdirs.length - 1; i >= 0; i--) stack.push(out.subdirs[i]!);
-    } finally {
-      native.close(fd);
+    const { rel, stamp: seen } = stack.pop()!;
+    const k = known.get(rel);
+    if (k?.plain === true && seen !== undefined && seen === k.stamp) {
+      counts.passed++;
+      counts.files += k.files;
+      counts.trusted += k.files;
+      counts.bytes += k.bytes;
+      opts.passed?.(k);
+      const subdirs = children.get(rel) ?? [];
+      push(root.fd, subdirs, subdirs.map(beneath));
+    } else {
+      const fd = openDir(root, rel);
+      if (fd === null) continue;
+      try {
+        const stamp = dirStamp(native.fstat(fd));
+        const recalled = opts.recall?.(root, rel) ?? null;
+        const out: Collected = { files: [], subdirs: [], trusted: [], loose: 0 };
+        if (recalled !== null && recalled.stamp === stamp) collectKnown(root, rel, fd, recalled.sealed, opts, out, leftovers, counts);
+        else collect(root, rel, native.scanDir(fd), opts, out, leftovers, counts);
+        counts.files += out.files.length + out.trusted.length;
+        counts.trusted += out.trusted.length;
+        visit({ root, rel, fd, stamp, files: out.files, trusted: out.trusted, loose: out.loose });
+        // In the order getdents gave them.
+        push(fd, out.subdirs, out.subdirs.map((p) => p.slice(p.lastIndexOf('/') + 1)));
+      } finally {
+        native.close(fd);
+      }
     }
     if (++counts.dirs % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
   }
