@@ -19,6 +19,8 @@ export interface Member {
   mtimeSec: number; mtimeNsec: number; template: boolean;
 }
 
+type MemberRow = [number, number, number, number, string, string, string, number, number, number, number];
+
 export interface Group {
   key: GroupKey;
   members: Member[];
@@ -40,6 +42,7 @@ const PENDING = `FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
 export class GroupQueries {
   private readonly db: Database.Database;
   private readonly st;
+  private members: Database.Statement | null = null;
 
   constructor(index: UnifyIndex) {
     this.db = index.db;
@@ -106,20 +109,17 @@ export class GroupQueries {
     }));
     if (keys.length === 0) return [];
     const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, members: [] }]));
-    const rows = this.db.prepare(`
-      SELECT g.rowid AS gid, f.id, f.dir, d.root, d.rel, f.name, i.ino, i.nlink, i.mtime_s, i.mtime_ns, r.template
-      FROM grp g CROSS JOIN inodes i INDEXED BY inodes_content ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash AND i.mode = g.mode
-        AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
+    // Rows as arrays: the members of a page are tens of thousands of rows. Prepared once grp exists (build()).
+    this.members ??= this.db.prepare(`
+      SELECT g.rowid AS gid, f.id, f.dir, d.root, d.rel, f.name, CAST(i.ino AS TEXT), i.nlink, i.mtime_s, i.mtime_ns, r.template
+      FROM grp g CROSS JOIN inodes i INDEXED BY inodes_content ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash
+        AND i.mode = g.mode AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
         AND (g.mtime_s IS NULL OR (i.mtime_s = g.mtime_s AND i.mtime_ns = g.mtime_ns))
       ${IN_RUN('i', 'f', 'd', 'r')}
-      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ? ORDER BY g.rowid, f.id`)
-      .safeIntegers(true).all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as Record<string, bigint | string>[];
-    for (const r of rows) {
-      groups.get(Number(r.gid))!.members.push({
-        id: Number(r.id), dir: Number(r.dir), root: Number(r.root), rel: r.rel as string, name: r.name as string,
-        ino: u64(r.ino as bigint), nlink: Number(r.nlink), mtimeSec: Number(r.mtime_s), mtimeNsec: Number(r.mtime_ns),
-        template: r.template === 1n,
-      });
+      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ? ORDER BY g.rowid, f.id`).raw();
+    const rows = this.members.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as MemberRow[];
+    for (const [gid, id, dir, root, rel, name, ino, nlink, mtimeSec, mtimeNsec, template] of rows) {
+      groups.get(gid)!.members.push({ id, dir, root, rel, name, ino: u64(BigInt(ino)), nlink, mtimeSec, mtimeNsec, template: template === 1 });
     }
     return [...groups.values()];
   }

@@ -227,15 +227,24 @@ export class UnifyIndex {
    * would sort through a temporary B-tree, at twice the time.
    */
   knownDirs(root: Root): Map<string, KnownDir> {
+    // Unsealed files as name/content/meta triples: a name cannot hold '/', the stamps are digits and punctuation.
     const rows = this.db.prepare(`SELECT d.id, d.rel, d.stamp, d.loose, COUNT(f.id) AS names, COUNT(i.ino) AS files,
-        COALESCE(SUM(i.size), 0) AS bytes, COALESCE(SUM(i.sealed), 0) AS sealed
+        COALESCE(SUM(i.size), 0) AS bytes, group_concat(CASE WHEN i.sealed = 0 THEN f.name || '/' || i.content || '/' || i.meta END, '/')
       FROM dirs d LEFT JOIN files f ON f.dir = d.id LEFT JOIN inodes i ON i.dev = f.dev AND i.ino = f.ino
-      WHERE d.root = ? GROUP BY d.rel`).raw().all(this.rootId(root)) as [number, string, string | null, number, number, number, number, number][];
+      WHERE d.root = ? GROUP BY d.rel`).raw().all(this.rootId(root)) as [number, string, string | null, number, number, number, number, string | null][];
     const known = new Map<string, KnownDir>();
-    for (const [id, rel, stamp, loose, names, files, bytes, sealed] of rows) {
-      known.set(rel, { id, stamp, plain: stamp !== null && loose === 0 && sealed === names && files === names, files, bytes });
+    for (const [id, rel, stamp, loose, names, files, bytes, triples] of rows) {
+      const unsealed = new Map<string, string>();
+      const parts = triples?.split('/') ?? [];
+      for (let k = 0; k < parts.length; k += 3) unsealed.set(parts[k]!, `${parts[k + 1]}/${parts[k + 2]}`);
+      known.set(rel, { id, stamp, indexed: stamp !== null && loose === 0 && files === names, unsealed, files, bytes });
     }
     return known;
+  }
+
+  /** What the index records of an unsealed file, as knownDirs() gives it. */
+  static fileStamp(st: FileStat): string {
+    return `${contentStamp(st)}/${metaStamp(st)}`;
   }
 
   /** A directory the walk found unchanged without opening it. */

@@ -170,7 +170,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       const scanOpts = { exclude, minSize, isLeftover,
         recall: trusting ? (root: Root, rel: string) => idx.recall(root, rel) : undefined,
         known: sameWalk ? (root: Root) => idx.knownDirs(root) : undefined,
-        passed: (d: KnownDir) => { idx.batch(); idx.passed(d); } };
+        passed: (d: KnownDir) => { idx.batch(); idx.passed(d); }, fileStamp: UnifyIndex.fileStamp };
       for (const root of roots) await scanRoot(root, scanOpts, visit, scanned, leftovers);
       if (!opts.revert) idx.setWalkSignature(walkSig);
     } finally {

@@ -17,11 +17,12 @@
 // (`vefs unify --rescan` stats every file again). So only its other names
 // are stat'ed; the sealed ones are handed over as trusted.
 //
-// A directory of the last walk that held nothing but sealed files (no other
-// regular file, not even one too small to index: it could grow in place) is
-// not even opened while its stamp holds: the stamp comes from a statx by
-// path, taken with its siblings' when its parent is done, and its
-// subdirectories from the index (KnownDir). That path may pass a symlink a
+// A directory of the last walk whose regular files were all indexed (none
+// too small to be: it could grow in place unseen) is not even opened while
+// its stamp holds and its unsealed files (usually none, or a VE's own one
+// among many unified ones) show what the index recorded: the stamps come
+// from statx by path (a directory's with its siblings' when its parent is
+// done), its subdirectories from the index (KnownDir). That path may pass a symlink a
 // VE swapped in after its parent was checked; the statx then shows another
 // inode and the directory is walked as a changed one, beneath its ROOT.
 // The walk only reads metadata this way: every open is beneath the ROOT.
@@ -71,8 +72,10 @@ export interface DirVisit {
 export interface KnownDir {
   id: number;
   stamp: string | null;
-  /** Its regular files were all sealed and indexed (KnownDir walk, above). */
-  plain: boolean;
+  /** Its regular files were all indexed (KnownDir walk, above). */
+  indexed: boolean;
+  /** Its files that were not sealed, by name, with the index's stamp of each (ScanOptions.fileStamp). */
+  unsealed: Map<string, string>;
   files: number;
   bytes: number;
 }
@@ -102,6 +105,8 @@ export interface ScanOptions {
   known?(root: Root): Map<string, KnownDir>;
   /** A known directory was found unchanged, and not opened. */
   passed?(dir: KnownDir): void;
+  /** What the index records of a file, to compare with KnownDir.unsealed. */
+  fileStamp?(st: FileStat): string;
 }
 
 export interface ScanCounts {
@@ -126,6 +131,17 @@ function openDir(root: Root, rel: string): number | null {
 
 export const dirStamp = (st: NativeStat): string => `${st.ino}:${st.mtimeSec}.${st.mtimeNsec}:${st.ctimeSec}.${st.ctimeNsec}`;
 
+/** Entry i of a packed listing, a regular file that was stat'ed. */
+function fileOf(r: ScannedDir, i: number): FileStat {
+  const { stats, ids } = r;
+  const s = i * SCAN_FIELDS;
+  return {
+    dev: ids[i * 2]!, ino: ids[i * 2 + 1]!, mode: stats[s]!, nlink: stats[s + 1]!, uid: stats[s + 2]!, gid: stats[s + 3]!,
+    size: stats[s + 4]!, mtimeSec: stats[s + 5]!, mtimeNsec: stats[s + 6]!, ctimeSec: stats[s + 7]!, ctimeNsec: stats[s + 8]!,
+    immutable: stats[s + 9] === 1,
+  };
+}
+
 /** dirStamp of entry i of a packed listing. */
 function packedStamp(r: ScannedDir, i: number): string | undefined {
   if (r.types[i] !== C.DT_DIR) return undefined;
@@ -142,7 +158,7 @@ interface Collected {
 
 /** The regular files of a packed listing that unify may look at; subdirectories and leftovers go to their lists. */
 function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out: Collected, leftovers: Leftover[], counts: ScanCounts): void {
-  const { names, types, stats, ids } = r;
+  const { names, types } = r;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     const type = types[i]!;
@@ -158,22 +174,14 @@ function collect(root: Root, rel: string, r: ScannedDir, opts: ScanOptions, out:
       continue;
     }
     if (opts.exclude(child(rel, name))) continue;
-    const s = i * SCAN_FIELDS;
-    const size = stats[s + 4]!;
+    const st = fileOf(r, i);
     // Not indexed, yet it may grow in place: its directory is never passed unopened (KnownDir).
-    if (size < opts.minSize || size === 0) {
+    if (st.size < opts.minSize || st.size === 0) {
       out.loose++;
       continue;
     }
-    out.files.push({
-      name,
-      st: {
-        dev: ids[i * 2]!, ino: ids[i * 2 + 1]!, mode: stats[s]!, nlink: stats[s + 1]!, uid: stats[s + 2]!, gid: stats[s + 3]!,
-        size, mtimeSec: stats[s + 5]!, mtimeNsec: stats[s + 6]!, ctimeSec: stats[s + 7]!, ctimeNsec: stats[s + 8]!,
-        immutable: stats[s + 9] === 1,
-      },
-    });
-    counts.bytes += size;
+    out.files.push({ name, st });
+    counts.bytes += st.size;
   }
 }
 
@@ -217,56 +225,66 @@ function childrenOf(known: Map<string, KnownDir>): Map<string, string[]> {
   return children;
 }
 
-interface Pending {
-  rel: string;
-  /** Its stamp as its parent's turn found it, if it may be passed without opening it. */
-  stamp?: string;
-}
+/** Stats taken per call while checking stamps: one call per level of the tree, not per directory. */
+const STAT_BATCH = 4096;
 
 export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisit) => void,
   counts: ScanCounts, leftovers: Leftover[]): Promise<void> {
   const known = opts.known?.(root) ?? new Map<string, KnownDir>();
   const children = childrenOf(known);
-  const stack: Pending[] = [{ rel: '/' }];
-  /** Queues subdirectories; those that may be passed get their stamp, all in one call through `fd`. */
-  const push = (fd: number, paths: string[], names: string[]): void => {
-    const base = stack.length;
-    // Reversed, so that the walk takes them in the order given.
-    for (let i = paths.length - 1; i >= 0; i--) stack.push({ rel: paths[i]! });
-    const plain = paths.flatMap((p, i) => (known.get(p)?.plain === true ? [i] : []));
-    if (plain.length === 0) return;
-    const r = native.statNames(fd, plain.map((i) => names[i]!));
-    plain.forEach((i, j) => { stack[base + paths.length - 1 - i]!.stamp = packedStamp(r, j); });
-  };
-  while (stack.length > 0) {
-    const { rel, stamp: seen } = stack.pop()!;
-    const k = known.get(rel);
-    if (k?.plain === true && seen !== undefined && seen === k.stamp) {
-      counts.passed++;
-      counts.files += k.files;
-      counts.trusted += k.files;
-      counts.bytes += k.bytes;
-      opts.passed?.(k);
-      const subdirs = children.get(rel) ?? [];
-      push(root.fd, subdirs, subdirs.map(beneath));
-    } else {
-      const fd = openDir(root, rel);
-      if (fd === null) continue;
-      try {
-        const stamp = dirStamp(native.fstat(fd));
-        const recalled = opts.recall?.(root, rel) ?? null;
-        const out: Collected = { files: [], subdirs: [], trusted: [], loose: 0 };
-        if (recalled !== null && recalled.stamp === stamp) collectKnown(root, rel, fd, recalled.sealed, opts, out, leftovers, counts);
-        else collect(root, rel, native.scanDir(fd), opts, out, leftovers, counts);
-        counts.files += out.files.length + out.trusted.length;
-        counts.trusted += out.trusted.length;
-        visit({ root, rel, fd, stamp, files: out.files, trusted: out.trusted, loose: out.loose });
-        // In the order getdents gave them.
-        push(fd, out.subdirs, out.subdirs.map((p) => p.slice(p.lastIndexOf('/') + 1)));
-      } finally {
-        native.close(fd);
-      }
+  /** Paths through the ROOT's descriptor: the stamps of these directories, or undefined for one that is no directory now. */
+  const stamps = (paths: string[]): (string | undefined)[] => {
+    const out: (string | undefined)[] = [];
+    for (let i = 0; i < paths.length; i += STAT_BATCH) {
+      const r = native.statNames(root.fd, paths.slice(i, i + STAT_BATCH).map(beneath));
+      for (let j = 0; j < r.names.length; j++) out.push(packedStamp(r, j));
     }
-    if (++counts.dirs % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
+    return out;
+  };
+  /** The directory is as the last walk left it: stamp, and each unsealed file, stat'ed by path. */
+  const unchanged = (k: KnownDir, rel: string): boolean => {
+    if (k.unsealed.size === 0) return true;
+    const names = [...k.unsealed.keys()];
+    const r = native.statNames(root.fd, names.map((n) => beneath(child(rel, n))));
+    return names.every((n, i) => {
+      if (r.types[i] !== C.DT_REG) return false;
+      const st = fileOf(r, i);
+      return !st.immutable && opts.fileStamp!(st) === k.unsealed.get(n);
+    });
+  };
+  // Level by level, so that the stamps of a whole level are taken in a few calls.
+  for (let level = ['/']; level.length > 0;) {
+    const candidates = level.filter((rel) => known.get(rel)?.indexed === true);
+    const seen = new Map(stamps(candidates).map((stamp, i) => [candidates[i]!, stamp]));
+    const next: string[] = [];
+    for (const rel of level) {
+      const k = known.get(rel);
+      if (k !== undefined && seen.get(rel) === k.stamp && unchanged(k, rel)) {
+        counts.passed++;
+        counts.files += k.files;
+        counts.trusted += k.files - k.unsealed.size;
+        counts.bytes += k.bytes;
+        opts.passed?.(k);
+        next.push(...(children.get(rel) ?? []));
+      } else {
+        const fd = openDir(root, rel);
+        if (fd === null) continue;
+        try {
+          const stamp = dirStamp(native.fstat(fd));
+          const recalled = opts.recall?.(root, rel) ?? null;
+          const out: Collected = { files: [], subdirs: [], trusted: [], loose: 0 };
+          if (recalled !== null && recalled.stamp === stamp) collectKnown(root, rel, fd, recalled.sealed, opts, out, leftovers, counts);
+          else collect(root, rel, native.scanDir(fd), opts, out, leftovers, counts);
+          counts.files += out.files.length + out.trusted.length;
+          counts.trusted += out.trusted.length;
+          visit({ root, rel, fd, stamp, files: out.files, trusted: out.trusted, loose: out.loose });
+          next.push(...out.subdirs);
+        } finally {
+          native.close(fd);
+        }
+      }
+      if (++counts.dirs % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
+    }
+    level = next;
   }
 }

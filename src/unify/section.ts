@@ -195,8 +195,12 @@ async function underHostLock<T>(fn: () => Promise<T>): Promise<T> {
 
 // The journal stays open and is appended to with pwrite, and cut back with
 // ftruncate. A kill during a write leaves a last line that does not parse,
-// but then that section had cleared no flag yet: nothing to repair.
-let journalFd: { path: string; fd: number } | null = null;
+// but then that section had cleared no flag yet: nothing to repair. `size`
+// is what this process left it at. For the unify job, past its first repair,
+// the journal holds only its own lines (other writers cut theirs back): while
+// the size is what it left, a section need not read its megabytes again.
+// Others must read: a job's lines turn dead when it ends, at the same size.
+let journalFd: { path: string; fd: number; size: number } | null = null;
 
 /** Makes what was written to fd durable; the time counts as the section's sync cost. */
 function durable(sync: () => void): void {
@@ -211,7 +215,7 @@ function journal(): number {
     if (journalFd) closeSync(journalFd.fd);
     mkdirSync(stateDir(), { recursive: true });
     const created = !existsSync(path);
-    journalFd = { path, fd: openSync(path, fsc.O_RDWR | fsc.O_CREAT, 0o600) };
+    journalFd = { path, fd: openSync(path, fsc.O_RDWR | fsc.O_CREAT, 0o600), size: -1 };
     // A journal whose name a power loss takes away repairs nothing: the new name goes to disk too.
     if (created) {
       const dir = openSync(dirname(path), fsc.O_RDONLY | fsc.O_DIRECTORY);
@@ -231,13 +235,18 @@ const journalSize = (): number => fstatSync(journal()).size;
 function appendJournal(line: JournalLine): number {
   const fd = journal();
   const at = journalSize();
-  writeSync(fd, `${JSON.stringify(line)}\n`, at);
+  const text = `${JSON.stringify(line)}\n`;
+  writeSync(fd, text, at);
   durable(() => fdatasyncSync(fd));
+  journalFd!.size = at + Buffer.byteLength(text);
   return at;
 }
 
 /** Cuts the journal back to `length` bytes; no sync needed (see the header). */
-const cutJournal = (length: number): void => ftruncateSync(journal(), length);
+function cutJournal(length: number): void {
+  ftruncateSync(journal(), length);
+  journalFd!.size = length;
+}
 
 // This process's token in the journal. A deferred section that failed gets
 // its lines orphaned (a new token), so that this process's next repair
@@ -431,10 +440,10 @@ function parseLines(text: string): JournalLine[] {
  * deferred ones.
  */
 function repairLocked(): void {
-  journal();
+  const size = journalSize();
+  if (size === 0 || (deferring && size === journalFd!.size)) return;
   // By name: reading through the shared descriptor would start where the last read ended.
   const lines = parseLines(readFileSync(journalPath(), 'utf8'));
-  if (lines.length === 0) return;
   // Only one unify runs at a time: a deferring process is that job, so any other deferred line is a dead one's.
   const jobElsewhere = !deferring && lines.some((l) => l.deferred && l.holder !== holder) && jobRunning();
   const live = (l: JournalLine): boolean => l.holder === holder || (l.deferred && jobElsewhere);
