@@ -3,17 +3,18 @@
 // strictly (an unknown option is an error), calls one library function and
 // prints what happened; errors print one line naming the problem and exit 1
 // (2 for a usage error).
+//
+// A command's modules load only when it runs: Node 20 loads ES modules at
+// about a millisecond each, and a unify from cron should not pay for the
+// server's client (node:net, node:child_process), nor a status check for
+// the FUSE bindings, the bench harness or the runtime.
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { call } from '../vefs/control.js';
-import { ensureServer, runServer } from '../vefs/daemon.js';
 import { socketPath, logPath } from '../vefs/state.js';
-import { mountpointPath, umount } from '../vefs/umount.js';
 import { VefsError } from '../vefs/vefs-error.js';
-import { BINDINGS, type MountRequest } from '../vefs/config.js';
+import type { MountRequest } from '../vefs/config.js';
 import type { BindingName, MountConfig } from '../vefs/types.js';
 import type { Status } from '../vefs/control.js';
-import { announceChanges } from '../vefs/changes.js';
 
 const USAGE = `usage: vefs <command> [options]
 
@@ -74,6 +75,7 @@ async function mountCommand(args: string[]): Promise<void> {
   }, 1);
   if (!values.template) throw new UsageError('--template DIR[:DIR...] is required');
   if (!values.private) throw new UsageError('--private DIR is required');
+  const [{ BINDINGS }, { mountpointPath }] = await Promise.all([import('../vefs/config.js'), import('../vefs/umount.js')]);
   if (values.binding !== undefined && !(BINDINGS as string[]).includes(values.binding)) {
     throw new UsageError(`--binding must be one of ${BINDINGS.join(', ')}, not '${values.binding}'`);
   }
@@ -86,6 +88,7 @@ async function mountCommand(args: string[]): Promise<void> {
     binding: values.binding as BindingName | undefined,
   };
   if (values.foreground) return foreground(request);
+  const [{ ensureServer }, { call }] = await Promise.all([import('../vefs/daemon.js'), import('../vefs/control.js')]);
   await ensureServer();
   const config = await call<MountConfig>(socketPath(), { op: 'mount', request });
   console.log(`mounted ${config.mountpoint} (templates ${config.templates.join(':')}, private ${config.privateDir})`);
@@ -109,12 +112,14 @@ async function main(argv: string[]): Promise<void> {
       return mountCommand(args);
     case 'umount': {
       const { positionals } = parse(args, {}, 1);
+      const { umount } = await import('../vefs/umount.js');
       const how = await umount(positionals[0]);
       console.log(how === 'server' ? `unmounted ${positionals[0]}` : `detached ${positionals[0]} (its server was gone)`);
       return;
     }
     case 'status': {
       const { values } = parse(args, { json: { type: 'boolean' } }, 0);
+      const { call } = await import('../vefs/control.js');
       const s = await call<Status>(socketPath(), { op: 'status' }).catch(() => {
         throw new VefsError('ESRCH', `no VEFS server answers on ${socketPath()}`);
       });
@@ -129,25 +134,26 @@ async function main(argv: string[]): Promise<void> {
     case 'invalidate': {
       const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
       if (positionals.length === 0) throw new UsageError('invalidate needs at least one PATH');
+      const { announceChanges } = await import('../vefs/changes.js');
       const told = await announceChanges(positionals);
       console.log(`${told} mount(s) told`);
       return;
     }
-    case 'shutdown':
+    case 'shutdown': {
       parse(args, {}, 0);
+      const { call } = await import('../vefs/control.js');
       await call(socketPath(), { op: 'shutdown' }).catch(() => {
         throw new VefsError('ESRCH', `no VEFS server answers on ${socketPath()}`);
       });
       return;
+    }
     case 'server':
       parse(args, {}, 0);
-      return runServer();
+      return (await import('../vefs/daemon.js')).runServer();
     case 'demo': {
       const { values } = parse(args, { dir: { type: 'string' } }, 0);
       return (await import('./demo.js')).demo(values.dir);
     }
-    // A command's modules load only when it runs: a unify from cron or a status check does not pay for
-    // the FUSE bindings, the bench harness or the runtime.
     case 'bench':
       return (await import('./bench.js')).benchCommand(args);
     case 'unify':
