@@ -6,8 +6,9 @@
 // in pages, so millions of them are never in memory at once. A file is read
 // only if it is still the version the walk saw (dev, ino, size, mtime);
 // otherwise it waits for the next run.
+import { createRequire } from 'node:module';
 import PQueue from 'p-queue';
-import xxhash from 'xxhash-addon';
+import type xxhash from 'xxhash-addon';
 import { native, C } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import type { GroupQueries, PendingFile } from './groups.js';
@@ -23,11 +24,22 @@ type Hasher = InstanceType<typeof xxhash.XXHash128>;
 // pile up tens of megabytes between collections. They are reused instead.
 const hashers: Hasher[] = [];
 
+// xxhash-addon loads on the first xattr digest, not with this module: a rerun that finds nothing
+// changed reads no xattrs, and loading the package costs node-gyp-build's search and a dlopen.
+// (Content is hashed by the native hashFiles.)
+const require = createRequire(import.meta.url);
+let XXHash128: typeof xxhash.XXHash128 | undefined;
+
+function newHasher(): Hasher {
+  XXHash128 ??= (require('xxhash-addon') as typeof xxhash).XXHash128;
+  return new XXHash128(SEED);
+}
+
 /** Runs fn with a fresh XXH128 state and answers its digest. */
 export function withHasher(fn: (h: Hasher) => Promise<boolean>): Promise<Buffer | null>;
 export function withHasher(fn: (h: Hasher) => void): Buffer;
 export function withHasher(fn: (h: Hasher) => void | Promise<boolean>): Buffer | Promise<Buffer | null> {
-  const h = hashers.pop() ?? new xxhash.XXHash128(SEED);
+  const h = hashers.pop() ?? newHasher();
   h.reset();
   const done = (): Buffer => {
     const digest = h.digest();
