@@ -7,7 +7,6 @@
 // only if it is still the version the walk saw (dev, ino, size, mtime);
 // otherwise it waits for the next run.
 import { createRequire } from 'node:module';
-import PQueue from 'p-queue';
 import type xxhash from 'xxhash-addon';
 import { native, C } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
@@ -101,6 +100,8 @@ async function hashBatch(files: PendingFile[], rootsById: Map<number, Root>, cou
 /** Hashes every pending file of the run, at most `concurrency` batches in flight. */
 export async function hashPending(index: UnifyIndex, queries: GroupQueries, rootsById: Map<number, Root>, concurrency: number,
   counts: HashCounts): Promise<void> {
+  // Loaded here, not with the module: xattrs.ts needs withHasher on every walk, hashing only some runs.
+  const { default: PQueue } = await import('p-queue');
   const queue = new PQueue({ concurrency });
   let failure: unknown;
   let after: [bigint, bigint] = [0n, 0n];

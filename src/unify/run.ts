@@ -3,24 +3,22 @@
 // plan.ts), verify and link (link.ts), report (report.ts). --revert walks
 // and undoes instead (revert.ts). A dry run does all the reading and
 // deciding, changes no file, and leaves the index as it was.
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import PQueue from 'p-queue';
 import { native, C, type NativeError } from '../../native/index.js';
 import { stateDir } from '../vefs/state.js';
 import { beneath, child, shown } from './bytes.js';
 import { UnifyError } from './errors.js';
 import { DEFAULT_EXCLUDES, excluder } from './exclude.js';
-import { GroupQueries } from './groups.js';
-import { hashPending, type HashCounts } from './hash.js';
+import type { GroupQueries } from './groups.js';
+import type { HashCounts } from './hash.js';
 import { UnifyIndex } from './index.js';
-import { Linker, linkInto, type LinkContext, type LinkCounts } from './link.js';
+import type { LinkContext, LinkCounts } from './link.js';
 import { takeJobLock } from './lock.js';
-import { planGroup } from './plan.js';
-import { Progress, type ProgressState } from './progress.js';
+import { randomToken } from './token.js';
+import type { Progress, ProgressState } from './progress.js';
 import { bytes, type UnifyReport } from './report.js';
-import { collectShared, revertShared, type RevertCounts } from './revert.js';
+import type { RevertCounts } from './revert.js';
 import { closeRoots, openRoots, BENEATH, type Root } from './roots.js';
 import { scanRoot, type DirVisit, type KnownDir, type Leftover, type ScanCounts } from './scan.js';
 import { deferSeals, repairJournal, sectionStats, settleSeals, withMutableFds } from './section.js';
@@ -118,7 +116,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     const idx = index;
     idx.beginRun(roots);
     const rootsById = new Map<number, Root>(roots.map((r) => [idx.rootId(r), r]));
-    const runId = randomBytes(8).toString('hex');
+    const runId = randomToken();
     idx.startRun(runId);
     const unfinished = idx.unfinishedRuns(runId);
     let temps = 0;
@@ -135,6 +133,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     let pendingBytes = 0;
     let groupsToLink = 0;
     if (opts.progress) {
+      const { Progress } = await import('./progress.js');
       progress = new Progress(opts.progress, () => {
         if (state.phase === 'scanning') state.detail = `${scanned.files} files in ${scanned.dirs} directories`;
         if (state.phase === 'hashing') Object.assign(state, { done: hashed.bytes, total: pendingBytes, detail: `${hashed.files} files, ${bytes(hashed.bytes)}` });
@@ -150,7 +149,10 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       const m = LEFTOVER.exec(name);
       return m !== null && unfinished.has(m[1]!);
     };
-    const revertVisit = opts.revert ? collectShared(idx) : null;
+    // Modules that only some runs need load when a run needs them: a rerun that finds nothing changed
+    // neither reverts, hashes nor links, and from cron draws no progress.
+    const revert = opts.revert ? await import('./revert.js') : null;
+    const revertVisit = revert?.collectShared(idx) ?? null;
     let changed = 0;
     const visit = (v: DirVisit): void => {
       idx.batch();
@@ -180,9 +182,9 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     const phases: Record<string, number> = { scan: elapsed(started) };
 
     let groups = { groups: 0, alreadyLinked: 0 };
-    if (opts.revert) {
+    if (revert) {
       state.phase = 'reverting';
-      await revertShared(idx, rootsById, dryRun, tempName, reverted);
+      await revert.revertShared(idx, rootsById, dryRun, tempName, reverted);
       idx.dropOrphans();
     } else {
       changed += idx.pruneUnseen() + leftoversRemoved;
@@ -193,6 +195,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
       else {
         idx.setSettled(null);
         state.phase = 'hashing';
+        const [{ GroupQueries }, { hashPending }] = await Promise.all([import('./groups.js'), import('./hash.js')]);
         const queries = new GroupQueries(idx);
         if (opts.progress) pendingBytes = queries.pendingBytes();
         const concurrency = opts.concurrency ?? 8;
@@ -270,6 +273,8 @@ const GROUPS_IN_FLIGHT = 256;
 async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[], linkMaxOption: number | undefined,
   onGroup: () => void): Promise<void> {
   const concurrency = GROUPS_IN_FLIGHT;
+  const [{ default: PQueue }, { Linker, linkInto }, { planGroup }] = await Promise.all([import('p-queue'), import('./link.js'),
+    import('./plan.js')]);
   const linker = ctx.dryRun ? null : new Linker(ctx);
   const linkMax = new Map<bigint, number>();
   for (const r of roots) linkMax.set(r.dev, linkMaxOption ?? LINK_MAX.get(native.fstatfs(r.fd).type) ?? 65_000);

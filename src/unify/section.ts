@@ -84,7 +84,6 @@
 //
 // Test hook: VEFS_TEST_SECTION_KILL=N kills this process with SIGKILL in its
 // Nth section, after fn and before the flags are set again.
-import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync,
   writeSync, constants as fsc } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -92,6 +91,7 @@ import { native, C, type NativeError } from '../../native/index.js';
 import { stateDir } from '../vefs/state.js';
 import { inodeFlags, isImmutable, setImmutable } from './flags.js';
 import { jobRunning } from './lock.js';
+import { randomToken } from './token.js';
 
 export interface MutableEntry {
   /** An open descriptor of the inode (any access mode); the caller keeps it. */
@@ -251,7 +251,7 @@ function cutJournal(length: number): void {
 // This process's token in the journal. A deferred section that failed gets
 // its lines orphaned (a new token), so that this process's next repair
 // treats them as a dead holder's.
-let holder = randomBytes(8).toString('hex');
+let holder = randomToken();
 let deferring = false;
 /** A descriptor on each filesystem with deferred seals, for syncfs. */
 const deferredFs = new Map<string, number>();
@@ -342,7 +342,7 @@ export async function withMutableFds<T>(entries: MutableEntry[], fn: (add: AddTo
       stats.windowMaxMs = Math.max(stats.windowMaxMs, window);
       // A flag that could not be set again stays in the journal for the next repair.
       if (failed !== undefined) {
-        if (deferring) holder = randomBytes(8).toString('hex');
+        if (deferring) holder = randomToken();
         throw failed;
       }
       if (!deferring) cutJournal(start);
