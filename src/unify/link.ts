@@ -199,9 +199,40 @@ export interface Replaced {
 
 type Outcome = 'done' | 'changed' | 'full' | 'other-mount';
 
+/**
+ * The directories of one section's names, each opened once beneath its ROOT
+ * (a new VE's files are mostly one per group, and many groups share a
+ * directory). null: the directory is gone or no longer one.
+ */
+class SectionDirs {
+  private readonly fds = new Map<number, number | null>();
+
+  constructor(private readonly ctx: LinkContext) {}
+
+  of(m: Member): number | null {
+    let fd = this.fds.get(m.dir);
+    if (fd === undefined) {
+      try {
+        fd = native.openat2(rootOf(this.ctx, m).fd, beneath(m.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
+      } catch (err) {
+        if (!['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code)) throw err;
+        fd = null;
+      }
+      this.fds.set(m.dir, fd);
+    }
+    return fd;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) if (fd !== null) native.close(fd);
+    this.fds.clear();
+  }
+}
+
 /** Step 4 for one name: temporary link beside it, renamed over it. */
-function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): Outcome {
-  const dirfd = native.openat2(rootOf(ctx, m).fd, beneath(m.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
+function replaceName(ctx: LinkContext, dirs: SectionDirs, master: Open, target: Open, m: Member): Outcome {
+  const dirfd = dirs.of(m);
+  if (dirfd === null) return 'changed';
   try {
     const now = native.fstatat(dirfd, m.name, C.AT_SYMLINK_NOFOLLOW);
     if (now.ino !== target.st.ino || now.dev !== target.st.dev) return 'changed';
@@ -228,8 +259,6 @@ function replaceName(ctx: LinkContext, master: Open, target: Open, m: Member): O
   } catch (err) {
     if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code)) return 'changed';
     throw err;
-  } finally {
-    native.close(dirfd);
   }
 }
 
@@ -248,7 +277,7 @@ interface Unit {
 }
 
 /** Links one unit's targets inside the current section. */
-function linkUnit(ctx: LinkContext, u: Unit, add: AddToSection): void {
+function linkUnit(ctx: LinkContext, dirs: SectionDirs, u: Unit, add: AddToSection): void {
   // A writer waits for the master or a target: let it in, link another time.
   if (!leaseHeld(u.current)) {
     skip(ctx, 'writer-waiting', u.targets.length);
@@ -262,7 +291,7 @@ function linkUnit(ctx: LinkContext, u: Unit, add: AddToSection): void {
     const names = t.inode.names;
     for (let k = 0; k < names.length; k++) {
       const m = names[k]!;
-      const outcome = replaceName(ctx, u.current, t, m);
+      const outcome = replaceName(ctx, dirs, u.current, t, m);
       if (outcome === 'full') {
         // The master reached the filesystem's link limit: this target, verified equal, takes over.
         skip(ctx, 'link-limit');
@@ -350,14 +379,16 @@ export class Linker {
     // without the flag only loses names and keeps no flag; journaling it would cost five calls a link.
     const entries: MutableEntry[] = batch.flatMap(({ unit }) => [unit.current, ...unit.targets.filter((t) => isImmutable(t.flags))])
       .map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.names[0]!) }));
+    const dirs = new SectionDirs(ctx);
     try {
       await withMutableFds(entries, (add) => {
-        for (const { unit } of batch) linkUnit(ctx, unit, add);
+        for (const { unit } of batch) linkUnit(ctx, dirs, unit, add);
       });
     } catch (err) {
       for (const b of batch) b.failed(err);
       return;
     } finally {
+      dirs.close();
       for (const { unit } of batch) settle(ctx, unit);
     }
     for (const b of batch) b.done();
