@@ -195,6 +195,31 @@ test('a rerun passes directories of sealed files without opening them, and still
 });
 
 // Serial: it sets VEFS_STATE_DIR for an in-process section.
+test.serial('an inode whose other names all went is looked at again, though its directory did not change', async (t) => {
+  const { tpl, ves, state } = corpus(t, 1);
+  await unifyJson(state, '--template', tpl, ...ves);
+  // The VE's copy-on-write, as VEFS does it, takes the template's inode's last other name: the section drops its flag.
+  const lib = at(ves[0]!, 'usr/lib/liby.so');
+  process.env.VEFS_STATE_DIR = state;
+  fs.writeFileSync(`${lib}.new`, bytesOf(5_000, 99));
+  await withMutable([toBytes(lib)], () => fs.renameSync(`${lib}.new`, lib));
+  const own = at(tpl, 'usr/lib/liby.so');
+  t.false(lsattrImmutable(own), 'the template\'s file is its own again, and writable');
+  // Its content changes in place (its directory's stamp holds), and a VE gets a file equal to the new content.
+  const when = new Date('2026-03-04T05:06:07Z');
+  fs.writeFileSync(own, bytesOf(6_000, 5));
+  fs.utimesSync(own, when, when);
+  const copy = at(ves[0]!, 'usr/lib/libz.so');
+  fs.writeFileSync(copy, bytesOf(6_000, 5));
+  fs.utimesSync(copy, when, when);
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  t.is(report.linksMade, 1, 'the rewritten template file was seen, and the VE\'s equal file linked to it');
+  t.is(inodeOf(copy), inodeOf(own));
+  t.false(fs.existsSync(path.join(state, 'unify-unsealed')), 'the run took the list of unsealed inodes');
+  t.deepEqual(flagProblems([tpl, ...ves]), []);
+});
+
+// Serial: it sets VEFS_STATE_DIR for an in-process section.
 test.serial('a changed file is hashed again on the next run and stays apart', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);
   await unifyJson(state, '--template', tpl, ...ves);

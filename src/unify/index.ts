@@ -242,6 +242,15 @@ export class UnifyIndex {
     return known;
   }
 
+  /** Inodes (dev:ino) that lost the immutable flag since the last walk saw them (section.ts noteUnsealed). */
+  unseal(keys: string[]): void {
+    const st = this.db.prepare(`UPDATE inodes SET sealed = 0 WHERE dev = ? AND ino = ?`);
+    for (const key of keys) {
+      const [dev, ino] = key.split(':');
+      st.run(i64(BigInt(dev!)), i64(BigInt(ino!)));
+    }
+  }
+
   /** What the index records of an unsealed file, as knownDirs() gives it. */
   static fileStamp(st: FileStat): string {
     return `${contentStamp(st)}/${metaStamp(st)}`;

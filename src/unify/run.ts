@@ -3,7 +3,7 @@
 // plan.ts), verify and link (link.ts), report (report.ts). --revert walks
 // and undoes instead (revert.ts). A dry run does all the reading and
 // deciding, changes no file, and leaves the index as it was.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { native, C, type NativeError } from '../../native/index.js';
 import { stateDir } from '../vefs/state.js';
@@ -21,7 +21,7 @@ import { bytes, type UnifyReport } from './report.js';
 import type { RevertCounts } from './revert.js';
 import { closeRoots, openRoots, BENEATH, type Root } from './roots.js';
 import { scanRoot, type DirVisit, type KnownDir, type Leftover, type ScanCounts } from './scan.js';
-import { deferSeals, repairJournal, sectionStats, settleSeals, withMutableFds } from './section.js';
+import { deferSeals, repairJournal, sectionStats, settleSeals, unsealedPath, withMutableFds } from './section.js';
 import { pathXattrs } from './xattrs.js';
 
 export interface UnifyOptions {
@@ -71,6 +71,28 @@ function openIndex(file: string, dryRun: boolean): UnifyIndex {
   return index;
 }
 
+/**
+ * Tells the index which inodes sections unsealed since the last run, so
+ * that the walk stats their names again. The file is taken by a rename
+ * (a server may append meanwhile); a run killed before it was applied left
+ * it as `.taken`, applied again next time, to the same effect. A dry run
+ * reads both and consumes neither.
+ */
+function takeUnsealed(idx: UnifyIndex, dryRun: boolean): void {
+  const file = unsealedPath();
+  const taken = `${file}.taken`;
+  const apply = (f: string): void => {
+    if (existsSync(f)) idx.unseal(readFileSync(f, 'utf8').split('\n').filter((l) => l !== ''));
+  };
+  apply(taken);
+  if (dryRun) return apply(file);
+  if (existsSync(taken)) unlinkSync(taken);
+  if (!existsSync(file)) return;
+  renameSync(file, taken);
+  apply(taken);
+  unlinkSync(taken);
+}
+
 async function removeLeftovers(leftovers: Leftover[], dryRun: boolean): Promise<number> {
   if (dryRun) return 0;
   let removed = 0;
@@ -115,6 +137,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     index = openIndex(opts.index ?? defaultIndexPath(), dryRun);
     const idx = index;
     idx.beginRun(roots);
+    takeUnsealed(idx, dryRun);
     const rootsById = new Map<number, Root>(roots.map((r) => [idx.rootId(r), r]));
     const runId = randomToken();
     idx.startRun(runId);

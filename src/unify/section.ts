@@ -84,7 +84,7 @@
 //
 // Test hook: VEFS_TEST_SECTION_KILL=N kills this process with SIGKILL in its
 // Nth section, after fn and before the flags are set again.
-import { closeSync, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync,
+import { appendFileSync, closeSync, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync,
   writeSync, constants as fsc } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { native, C, type NativeError } from '../../native/index.js';
@@ -287,6 +287,22 @@ export async function settleSeals(): Promise<void> {
   });
 }
 
+/**
+ * Inodes whose flag a section dropped for good (their last other name went:
+ * a VE's copy-on-write or unlink), as dev:ino lines for the next unify run
+ * (takeUnsealed): its index marked them sealed, and a walk trusts a sealed
+ * name while its directory is unchanged, but this one's content may now
+ * change in place. Losing the file only costs a missed link (every link
+ * re-checks the live file), so it is not synced.
+ */
+export const unsealedPath = (): string => join(stateDir(), 'unify-unsealed');
+
+function noteUnsealed(keys: string[]): void {
+  if (keys.length === 0) return;
+  mkdirSync(stateDir(), { recursive: true });
+  appendFileSync(unsealedPath(), keys.map((k) => `${k}\n`).join(''), { mode: 0o600 });
+}
+
 let sectionCount = 0;
 
 /** Adds an inode to the running section: journaled (on disk) before its flag is cleared. */
@@ -325,16 +341,18 @@ export async function withMutableFds<T>(entries: MutableEntry[], fn: (add: AddTo
     } finally {
       if (++sectionCount === Number(process.env.VEFS_TEST_SECTION_KILL)) process.kill(process.pid, 'SIGKILL');
       const flagged: number[] = [];
-      for (const i of inodes.values()) {
+      const unsealed: string[] = [];
+      for (const [key, i] of inodes) {
         try {
           if (keepsFlag(i.flagged, i.nlink, native.fstat(i.fd).nlink)) {
             setImmutable(i.fd, true);
             flagged.push(i.fd);
-          }
+          } else if (i.flagged) unsealed.push(key);
         } catch (err) {
           failed ??= err;
         }
       }
+      noteUnsealed(unsealed);
       const window = now() - cleared;
       if (!deferring) await sealed(flagged).catch((err: unknown) => { failed ??= err; });
       stats.sections++;
@@ -457,6 +475,7 @@ function repairLocked(): void {
       let kept = false;
       try {
         if (keepsFlag(e.flagged, e.nlink, native.fstat(fd).nlink)) setImmutable(fd, true);
+        else if (e.flagged) noteUnsealed([`${e.dev}:${e.ino}`]);
         if (!perFs.has(e.dev)) {
           perFs.set(e.dev, fd);
           kept = true;
