@@ -199,6 +199,9 @@ export interface Replaced {
 
 type Outcome = 'done' | 'changed' | 'full' | 'other-mount';
 
+/** Errors that mean a name's directory was changed under us (gone, swapped for a symlink or a mount): skip it. */
+const movedAway = (err: unknown): boolean => ['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code);
+
 /**
  * The directories of one section's names, each opened once beneath its ROOT
  * (a new VE's files are mostly one per group, and many groups share a
@@ -215,7 +218,7 @@ class SectionDirs {
       try {
         fd = native.openat2(rootOf(this.ctx, m).fd, beneath(m.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
       } catch (err) {
-        if (!['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code)) throw err;
+        if (!movedAway(err)) throw err;
         fd = null;
       }
       this.fds.set(m.dir, fd);
@@ -257,7 +260,7 @@ function replaceName(ctx: LinkContext, dirs: SectionDirs, master: Open, target: 
       return 'done';
     }, restamp);
   } catch (err) {
-    if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code)) return 'changed';
+    if (movedAway(err)) return 'changed';
     throw err;
   }
 }

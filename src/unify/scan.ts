@@ -21,11 +21,12 @@
 // too small to be: it could grow in place unseen) is not even opened while
 // its stamp holds and its unsealed files (usually none, or a VE's own one
 // among many unified ones) show what the index recorded: the stamps come
-// from statx by path (a directory's with its siblings' when its parent is
-// done), its subdirectories from the index (KnownDir). That path may pass a symlink a
-// VE swapped in after its parent was checked; the statx then shows another
-// inode and the directory is walked as a changed one, beneath its ROOT.
-// The walk only reads metadata this way: every open is beneath the ROOT.
+// from statx by path, a whole level of the tree per call, and its
+// subdirectories from the index (KnownDir). Such a path may pass a symlink
+// a VE swapped in after the parent was checked; the statx then shows
+// another inode and the directory is walked as a changed one, beneath its
+// ROOT. The walk only reads metadata this way: every open is beneath the
+// ROOT.
 import { native, C, SCAN_FIELDS, type NativeError, type NativeStat, type ScannedDir } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import type { Matcher } from './exclude.js';
@@ -129,7 +130,10 @@ function openDir(root: Root, rel: string): number | null {
   }
 }
 
-export const dirStamp = (st: NativeStat): string => `${st.ino}:${st.mtimeSec}.${st.mtimeNsec}:${st.ctimeSec}.${st.ctimeNsec}`;
+const stamp = (ino: bigint, mtimeSec: number, mtimeNsec: number, ctimeSec: number, ctimeNsec: number): string =>
+  `${ino}:${mtimeSec}.${mtimeNsec}:${ctimeSec}.${ctimeNsec}`;
+
+export const dirStamp = (st: NativeStat): string => stamp(st.ino, st.mtimeSec, st.mtimeNsec, st.ctimeSec, st.ctimeNsec);
 
 /** Entry i of a packed listing, a regular file that was stat'ed. */
 function fileOf(r: ScannedDir, i: number): FileStat {
@@ -146,7 +150,7 @@ function fileOf(r: ScannedDir, i: number): FileStat {
 function packedStamp(r: ScannedDir, i: number): string | undefined {
   if (r.types[i] !== C.DT_DIR) return undefined;
   const s = i * SCAN_FIELDS;
-  return `${r.ids[i * 2 + 1]}:${r.stats[s + 5]}.${r.stats[s + 6]}:${r.stats[s + 7]}.${r.stats[s + 8]}`;
+  return stamp(r.ids[i * 2 + 1]!, r.stats[s + 5]!, r.stats[s + 6]!, r.stats[s + 7]!, r.stats[s + 8]!);
 }
 
 interface Collected {
