@@ -39,7 +39,7 @@ export interface ScannedDir {
 }
 
 /** Numbers per entry in ScannedDir.stats. */
-export const SCAN_FIELDS = 10;
+export const SCAN_FIELDS = 11;
 
 export interface NativeStatfs {
   type: number;
@@ -124,7 +124,8 @@ export interface NativeAddon {
    * is false) and entries of unknown type, their statx (not following
    * symlinks), packed: entry i has types[i] (DT_*; 0xff if it vanished
    * before its statx), stats[SCAN_FIELDS*i ...] (mode, nlink, uid, gid, size,
-   * mtime s, mtime ns, ctime s, ctime ns, immutable 0/1) and ids[2i],
+   * mtime s, mtime ns, ctime s, ctime ns, immutable 0/1, for a regular file
+   * any xattrs 0/1) and ids[2i],
    * ids[2i+1] (dev, ino). Entries without a statx have zeros there.
    */
   scanDir(fd: number, statFiles?: boolean): ScannedDir;

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -18,9 +20,10 @@ namespace vefs {
 
 namespace {
 
-// Per entry in `stats`: mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns, and 1 when the
-// inode carries the immutable flag (statx reports it without an open and an ioctl), else 0.
-constexpr size_t kStatFields = 10;
+// Per entry in `stats`: mode, nlink, uid, gid, size, mtime s, mtime ns, ctime s, ctime ns, 1 when the
+// inode carries the immutable flag (statx reports it without an open and an ioctl), else 0, and for a
+// regular file 1 when it has any extended attribute, else 0.
+constexpr size_t kStatFields = 11;
 // A name that went away between getdents (or the last walk) and statx.
 constexpr uint8_t kGone = 0xff;
 
@@ -29,7 +32,36 @@ struct Entry {
   uint8_t type;
   bool stated;
   struct statx st;
+  bool xattrs = false;
 };
+
+// listxattrat(2), Linux 6.13; the same number on every architecture that has it. Older headers lack it.
+#if !defined(SYS_listxattrat) && (defined(__x86_64__) || defined(__aarch64__))
+#define SYS_listxattrat 465
+#endif
+
+// Whether a file has any extended attribute, asked by name: most have none, and then unify need not
+// read them (a call from JS per file, through a /proc/self/fd path, cost a full walk about a tenth).
+// Without listxattrat (older kernels) the same question goes through that path. When unsure (an
+// error other than no support), yes: the caller then reads them and meets the error itself.
+bool HasXattrs(int dirfd, const std::string& name) {
+  static bool noListxattrat = false;
+  ssize_t n = -1;
+#ifdef SYS_listxattrat
+  if (!noListxattrat) {
+    n = syscall(SYS_listxattrat, dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW, nullptr, 0);
+    if (n < 0 && errno == ENOSYS) noListxattrat = true;
+  }
+#else
+  noListxattrat = true;
+#endif
+  if (noListxattrat) {
+    std::string path = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+    n = llistxattr(path.c_str(), nullptr, 0);
+  }
+  if (n >= 0) return n > 0;
+  return errno != ENOTSUP && errno != ENOENT;
+}
 
 void StatEntry(Napi::Env env, int fd, Entry& e) {
   int r = RetryEintr([&] {
@@ -44,6 +76,7 @@ void StatEntry(Napi::Env env, int fd, Entry& e) {
   }
   e.stated = true;
   e.type = static_cast<uint8_t>(IFTODT(e.st.stx_mode));
+  if (e.type == DT_REG) e.xattrs = HasXattrs(fd, e.name);
 }
 
 // names, types, stats and ids (dev, ino per entry) as scanDir documents them (native/index.ts).
@@ -75,6 +108,7 @@ Napi::Object Packed(Napi::Env env, const std::vector<Entry>& entries) {
     s[7] = static_cast<double>(st.stx_ctime.tv_sec);
     s[8] = st.stx_ctime.tv_nsec;
     s[9] = (st.stx_attributes_mask & st.stx_attributes & STATX_ATTR_IMMUTABLE) != 0 ? 1 : 0;
+    s[10] = e.xattrs ? 1 : 0;
     ids[i * 2] = makedev(st.stx_dev_major, st.stx_dev_minor);
     ids[i * 2 + 1] = st.stx_ino;
   }

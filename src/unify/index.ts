@@ -277,7 +277,7 @@ export class UnifyIndex {
    * that are new or whose ctime moved. Trusted names stay as they are.
    * Answers how many rows changed.
    */
-  syncDir(v: DirVisit, xattrsOf: (name: string) => XattrFacts): number {
+  syncDir(v: DirVisit, xattrsOf: (name: string, st: FileStat) => XattrFacts): number {
     const rootId = this.rootId(v.root);
     const record = this.dirRecord(rootId, v.rel);
     this.recalled = null;
@@ -293,13 +293,13 @@ export class UnifyIndex {
       const content = contentStamp(st);
       if (old?.content === content) {
         if (old.meta !== metaStamp(st) || old.sealed !== Number(st.immutable)) {
-          this.st.newMeta.run(this.inodeRow(st, xattrsOf(name)));
+          this.st.newMeta.run(this.inodeRow(st, xattrsOf(name, st)));
           changed++;
         }
         continue;
       }
       changed++;
-      this.syncInode(st, content, () => xattrsOf(name));
+      this.syncInode(st, content, () => xattrsOf(name, st));
       if (old === undefined) this.st.addName.run(dir, name, i64(st.dev), i64(st.ino));
       else {
         this.st.orphan.run(old.id);
@@ -365,7 +365,7 @@ export class UnifyIndex {
    * After a link: the replaced names show the kept inode, whose link count
    * and ctime moved; inodes that lost all their names are gone.
    */
-  linked(master: Omit<FileStat, 'immutable'>, sealed: boolean, names: number[], gone: bigint[]): void {
+  linked(master: Omit<FileStat, 'immutable' | 'xattrs'>, sealed: boolean, names: number[], gone: bigint[]): void {
     // One row per statement: a statement that may change several rows inside a
     // transaction makes SQLite copy every page it touches to a statement journal.
     const dev = i64(master.dev);

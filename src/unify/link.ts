@@ -178,7 +178,8 @@ async function verifyTargets(ctx: LinkContext, g: GroupKey, master: Open, target
   ctx.counts.bytesRead += counts.bytes;
   return targets.filter((t, i) => {
     const now = native.fstat(t.fd);
-    const why: SkipReason | null = verdicts[i] === 'writer-waiting' || !leaseHeld(t) ? 'writer-waiting'
+    // The comparison watched the leases while it read; the section looks once more just before linking.
+    const why: SkipReason | null = verdicts[i] === 'writer-waiting' ? 'writer-waiting'
       : now.size !== t.st.size || now.mtimeSec !== t.st.mtimeSec || now.mtimeNsec !== t.st.mtimeNsec ? 'changed'
         : verdicts[i] !== 'same' ? 'content-differs' : null;
     if (why === null) return true;

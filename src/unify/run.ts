@@ -22,7 +22,7 @@ import type { RevertCounts } from './revert.js';
 import { closeRoots, openRoots, BENEATH, type Root } from './roots.js';
 import { scanRoot, type DirVisit, type KnownDir, type Leftover, type ScanCounts } from './scan.js';
 import { deferSeals, repairJournal, sectionStats, settleSeals, unsealedPath, withMutableFds } from './section.js';
-import { pathXattrs } from './xattrs.js';
+import { NO_XATTRS, pathXattrs } from './xattrs.js';
 
 export interface UnifyOptions {
   /** ROOTs and templates as byte strings (native/index.ts toBytes). */
@@ -180,7 +180,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     const visit = (v: DirVisit): void => {
       idx.batch();
       if (revertVisit) revertVisit(v);
-      else changed += idx.syncDir(v, (name) => pathXattrs(`/proc/self/fd/${v.fd}/${name}`));
+      else changed += idx.syncDir(v, (name, st) => (st.xattrs ? pathXattrs(`/proc/self/fd/${v.fd}/${name}`) : NO_XATTRS));
       idx.commitIfDue();
     };
     const patterns = opts.revert ? [] : [...(opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(opts.exclude ?? [])];

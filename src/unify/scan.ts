@@ -47,6 +47,8 @@ export interface FileStat {
   ctimeNsec: number;
   /** Carries the immutable flag. */
   immutable: boolean;
+  /** Has extended attributes (most files have none, and then they need not be read). */
+  xattrs: boolean;
 }
 
 export interface ScannedFile {
@@ -142,7 +144,7 @@ function fileOf(r: ScannedDir, i: number): FileStat {
   return {
     dev: ids[i * 2]!, ino: ids[i * 2 + 1]!, mode: stats[s]!, nlink: stats[s + 1]!, uid: stats[s + 2]!, gid: stats[s + 3]!,
     size: stats[s + 4]!, mtimeSec: stats[s + 5]!, mtimeNsec: stats[s + 6]!, ctimeSec: stats[s + 7]!, ctimeNsec: stats[s + 8]!,
-    immutable: stats[s + 9] === 1,
+    immutable: stats[s + 9] === 1, xattrs: stats[s + 10] === 1,
   };
 }
 

@@ -15,8 +15,11 @@ export interface XattrFacts {
 
 const EMPTY = Buffer.alloc(0);
 
+/** What a file without extended attributes has. */
+export const NO_XATTRS: XattrFacts = { digest: EMPTY, metacopy: false };
+
 function digestOf(names: string[], get: (name: string) => Buffer | null): XattrFacts {
-  if (names.length === 0) return { digest: EMPTY, metacopy: false };
+  if (names.length === 0) return NO_XATTRS;
   const digest = withHasher((h) => {
     for (const name of [...names].sort()) {
       const value = get(name) ?? EMPTY;
