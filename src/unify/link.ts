@@ -83,6 +83,9 @@ interface Open {
   leased: boolean;
 }
 
+/** Errors that mean a name's directory was changed under us (gone, swapped for a symlink or a mount): skip it. */
+const movedAway = (err: unknown): boolean => ['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code);
+
 const skip = (ctx: LinkContext, why: SkipReason, n = 1): void => {
   ctx.counts.skipped[why] = (ctx.counts.skipped[why] ?? 0) + n;
   ctx.transient += n;
@@ -120,7 +123,8 @@ function openInode(ctx: LinkContext, g: GroupKey, inode: PlanInode, allNamesKnow
   try {
     fd = openBeneath(rootOf(ctx, first), first.rel, first.name);
   } catch (err) {
-    if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV', 'EAGAIN'].includes((err as NativeError).code)) {
+    // EAGAIN: openat2 met a concurrent rename below the ROOT.
+    if (movedAway(err) || (err as NativeError).code === 'EAGAIN') {
       skip(ctx, 'changed');
       return null;
     }
@@ -199,9 +203,6 @@ export interface Replaced {
 }
 
 type Outcome = 'done' | 'changed' | 'full' | 'other-mount';
-
-/** Errors that mean a name's directory was changed under us (gone, swapped for a symlink or a mount): skip it. */
-const movedAway = (err: unknown): boolean => ['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code);
 
 /**
  * The directories of one section's names, each opened once beneath its ROOT

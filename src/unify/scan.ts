@@ -271,7 +271,7 @@ export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisi
         counts.trusted += k.files - k.unsealed.size;
         counts.bytes += k.bytes;
         opts.passed?.(k);
-        next.push(...(children.get(rel) ?? []));
+        for (const c of children.get(rel) ?? []) next.push(c);
       } else {
         const fd = openDir(root, rel);
         if (fd === null) continue;
@@ -284,7 +284,8 @@ export async function scanRoot(root: Root, opts: ScanOptions, visit: (d: DirVisi
           counts.files += out.files.length + out.trusted.length;
           counts.trusted += out.trusted.length;
           visit({ root, rel, fd, stamp, files: out.files, trusted: out.trusted, loose: out.loose });
-          next.push(...out.subdirs);
+          // Not push(...): a directory may hold more subdirectories than a call takes arguments.
+          for (const c of out.subdirs) next.push(c);
         } finally {
           native.close(fd);
         }

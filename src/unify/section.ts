@@ -248,9 +248,9 @@ function cutJournal(length: number): void {
   journalFd!.size = length;
 }
 
-// This process's token in the journal. A deferred section that failed gets
-// its lines orphaned (a new token), so that this process's next repair
-// treats them as a dead holder's.
+// This process's token in the journal. A section that failed leaves its
+// lines behind under the old token (a new one is drawn), so that this
+// process's next section repairs them as a dead holder's.
 let holder = randomToken();
 let deferring = false;
 /** A descriptor on each filesystem with deferred seals, for syncfs. */
@@ -360,7 +360,7 @@ export async function withMutableFds<T>(entries: MutableEntry[], fn: (add: AddTo
       stats.windowMaxMs = Math.max(stats.windowMaxMs, window);
       // A flag that could not be set again stays in the journal for the next repair.
       if (failed !== undefined) {
-        if (deferring) holder = randomToken();
+        holder = randomToken();
         throw failed;
       }
       if (!deferring) cutJournal(start);
