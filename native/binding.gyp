@@ -13,6 +13,7 @@
       'src/fusedev.cc',
       'src/handle.cc',
       'src/io.cc',
+      'src/link.cc',
       'src/lock.cc',
       'src/mount.cc',
       'src/names.cc',

@@ -41,6 +41,19 @@ export interface ScannedDir {
 /** Numbers per entry in ScannedDir.stats. */
 export const SCAN_FIELDS = 11;
 
+/** Where each number of a prepareLinks row is (native/src/link.cc PrepField). */
+export const enum PrepField {
+  Err, Fd, Nlink, Mode, Uid, Gid, Size, MtimeSec, MtimeNsec, AtimeSec, AtimeNsec,
+  Flags, LeaseErr, HasXattrs, Verdict, NowSize, NowMtimeSec, NowMtimeNsec,
+}
+export const PREP_FIELDS = 18;
+
+/** A name's outcome in replaceNames (native/src/link.cc NameOutcome). */
+export const enum ReplaceOutcome { Done, Changed, Full, OtherMount, WriterWaiting, NotReached }
+export const REPLACE_TARGET_FIELDS = 5;
+/** Per done name: its directory's mtime s, ns and ctime s, ns before, then after. */
+export const REPLACE_STAMP_FIELDS = 8;
+
 export interface NativeStatfs {
   type: number;
   bsize: number;
@@ -183,13 +196,42 @@ export interface NativeAddon {
   /** Everything written to the filesystem of fd reaches the disk (blocks the caller). */
   syncfs(fd: number): void;
   /**
-   * Compares the first `size` bytes of each target with the master's, with
-   * pread on a worker thread, reading each master chunk once. One outcome per
-   * target: 0 equal, 1 different, 2 a file ended early, 3 (only with
-   * checkLeases) the read lease on it or on the master is being broken: a
-   * writer waits.
+   * Steps 1 to 3 of a unify link (src/unify/link.ts) on a worker thread, for
+   * several groups: group k is (master, count, size) in groups[3k..], its
+   * items the next `count` paths, each opened beneath roots[i] as hashFiles
+   * opens it. Each item's row in facts (PREP_FIELDS numbers, PrepField)
+   * tells what happened: err (errno of a name that moved away, -1 not
+   * tried), fd (the caller's to close whenever err is 0), stat, inode flags
+   * (-1: none on this filesystem), whether it has xattrs, the errno of
+   * F_SETLEASE (with lease; EAGAIN: open for writing), and for targets of
+   * the group's size the comparison with the master's first `size` bytes
+   * (verdict: 0 equal, 1 different, 2 a file ended early, 3 a lease is being
+   * broken: a writer waits; -1 not compared) and the size and mtime after
+   * it. ids holds dev and ino per row. With master -1 the group's first item
+   * is its master, opened here; if it does not open or is not leased, none
+   * of its targets is tried.
    */
-  compareFiles(master: number, targets: number[], size: number, checkLeases: boolean): Promise<{ outcomes: (0 | 1 | 2 | 3)[]; bytesRead: number }>;
+  prepareLinks(groups: Float64Array, roots: Int32Array, paths: string[], lease: boolean):
+    Promise<{ facts: Float64Array; ids: BigUint64Array; bytesRead: number }>;
+  /**
+   * Step 4 of a unify link inside a mutable section, on a worker thread. Per
+   * target, REPLACE_TARGET_FIELDS numbers (master fd, target fd, leased,
+   * flags to seal it with or -1, its number of names) and its dev and ino in
+   * ids; its names follow each other in dirs and names. A leased target
+   * whose lease or master's lease is being broken is left (writer waiting);
+   * otherwise each name that still shows the target is replaced by a link to
+   * the master (named tmpPrefix + (tmpStart + name index), then renamed over
+   * it) and its directory's times put back; a target left without a name
+   * gets FS_IMMUTABLE_FL (gone). Outcome per name: ReplaceOutcome. EMLINK
+   * stops the call (outcome full). stamps holds REPLACE_STAMP_FIELDS numbers
+   * per done name (its directory's mtime and ctime before and after) and
+   * dirInos the directory's inode. error: what stopped the call early, after
+   * the outcomes before it took effect.
+   */
+  replaceNames(targets: Float64Array, ids: BigUint64Array, dirs: Int32Array, names: string[], tmpPrefix: string, tmpStart: number):
+    Promise<{ outcomes: Int32Array; stamps: Float64Array; dirInos: BigUint64Array; gone: Uint8Array; error: NativeError | null }>;
+  /** Closes the descriptors on a worker thread (the last close of a replaced inode frees its blocks). */
+  closeFds(fds: Int32Array): Promise<void>;
   /**
    * XXH128 (xxhash-addon's digest) of each file, opened beneath roots[i] at
    * paths[i] (byte strings, relative) as openat2 with RESOLVE_BENEATH,

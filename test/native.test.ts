@@ -9,8 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { native, C, SCAN_FIELDS, type NativeError } from '../native/index.js';
+import { native, C, PREP_FIELDS, PrepField, REPLACE_STAMP_FIELDS, ReplaceOutcome, SCAN_FIELDS, type NativeError } from '../native/index.js';
 
+const ERRNO = os.constants.errno;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
@@ -547,29 +548,110 @@ test('setlease/getlease: a read lease is refused while a writer is open, and sho
   t.is(fs.readFileSync(file, 'utf8'), 'new\n');
 });
 
-test('compareFiles compares targets with a master on the pool, reading it once, and stops for a waiting writer', async (t) => {
+test('prepareLinks opens each group\'s master and targets beneath a root, leases them and compares their bytes on the pool', async (t) => {
   const dir = tempDir(t);
   const data = randomBytes(3 * MiB + 17);
   const other = Buffer.from(data);
   other[2 * MiB + 5] ^= 1;
-  fs.writeFileSync(path.join(dir, 'a'), data);
-  fs.writeFileSync(path.join(dir, 'b'), data);
-  fs.writeFileSync(path.join(dir, 'b2'), data);
+  for (const name of ['a', 'b', 'b2']) fs.writeFileSync(path.join(dir, name), data);
   fs.writeFileSync(path.join(dir, 'c'), other);
   fs.writeFileSync(path.join(dir, 'short'), data.subarray(0, MiB));
-  const open = (name: string): number => track(t, native.openat(C.AT_FDCWD, path.join(dir, name), C.O_RDONLY, 0));
-  const [a, b, b2, c, short] = ['a', 'b', 'b2', 'c', 'short'].map(open) as [number, number, number, number, number];
-  t.deepEqual(await native.compareFiles(a, [b, b2], data.length, false), { outcomes: [0, 0], bytesRead: 3 * data.length });
-  t.deepEqual((await native.compareFiles(a, [c, b, short], data.length, false)).outcomes, [1, 0, 2]);
-  t.deepEqual(await native.compareFiles(a, [b], 0, false), { outcomes: [0], bytesRead: 0 });
-  t.deepEqual(await native.compareFiles(a, [], 10, false), { outcomes: [], bytesRead: 0 });
-  // Without leases held, a comparison that watches them stops after the first chunk.
-  t.deepEqual((await native.compareFiles(a, [b], data.length, true)).outcomes, [3]);
-  native.setlease(a, C.F_RDLCK);
-  native.setlease(b, C.F_RDLCK);
-  t.deepEqual((await native.compareFiles(a, [b], data.length, true)).outcomes, [0]);
-  await rejectsErrno(t, native.compareFiles(-1, [b], 10, false), 'EBADF', 'pread');
-  t.throws(() => native.compareFiles(a, [b, 'x' as unknown as number], 10, false), { instanceOf: TypeError });
+  fs.symlinkSync('a', path.join(dir, 'link'));
+  const root = openDir(t, dir);
+  const roots = (n: number): Int32Array => new Int32Array(n).fill(root);
+  const row = (r: { facts: Float64Array }, k: number): Float64Array => r.facts.subarray(k * PREP_FIELDS, (k + 1) * PREP_FIELDS);
+  const names = ['a', 'b', 'b2', 'c', 'short', 'missing', 'link', '../x'];
+  const group = (...g: [number, number][]): Float64Array => Float64Array.from(g.flatMap(([master, count]) => [master, count, data.length]));
+  const r = await native.prepareLinks(group([-1, names.length]), roots(names.length), names, false);
+  const fds = names.map((_, k) => row(r, k)).filter((f) => f[PrepField.Err] === 0).map((f) => track(t, f[PrepField.Fd]!));
+  t.is(fds.length, 5);
+  t.deepEqual(names.map((_, k) => row(r, k)[PrepField.Err]), [0, 0, 0, 0, 0, ERRNO.ENOENT, ERRNO.ELOOP, ERRNO.EXDEV]);
+  t.deepEqual(names.map((_, k) => row(r, k)[PrepField.Verdict]), [-1, 0, 0, 1, -1, -1, -1, -1], 'a differing byte and a short file are told apart');
+  const st = fs.statSync(path.join(dir, 'b'), { bigint: true });
+  t.is(r.ids[2], st.dev);
+  t.is(r.ids[3], st.ino);
+  const b = row(r, 1);
+  t.deepEqual([b[PrepField.Size], b[PrepField.Mode], b[PrepField.Nlink], b[PrepField.MtimeSec], b[PrepField.MtimeNsec], b[PrepField.HasXattrs],
+    b[PrepField.LeaseErr], b[PrepField.NowSize], b[PrepField.NowMtimeSec], b[PrepField.NowMtimeNsec]],
+  [data.length, Number(st.mode), 1, Number(st.mtimeNs / 1_000_000_000n), Number(st.mtimeNs % 1_000_000_000n), 0, 0,
+    data.length, Number(st.mtimeNs / 1_000_000_000n), Number(st.mtimeNs % 1_000_000_000n)]);
+  // The master is read once: three whole files and c up to the chunk that differs (256 KiB chunks).
+  t.is(r.bytesRead, 3 * data.length + (2 * MiB + 256 * KiB));
+
+  // A master already open; leases: a file open for writing refuses one (EAGAIN), the others are held.
+  const b2fd = track(t, native.openat(root, 'b2', C.O_RDONLY, 0));
+  native.fsetxattr(b2fd, 'user.x', Buffer.from('y'), 0);
+  const writer = native.openat(C.AT_FDCWD, path.join(dir, 'b'), C.O_WRONLY, 0);
+  const leased = await native.prepareLinks(group([-1, 3]), roots(3), ['a', 'b', 'b2'], true).finally(() => native.close(writer));
+  const [m, wb, b2] = [0, 1, 2].map((k) => row(leased, k));
+  for (const f of [m, wb, b2]) track(t, f![PrepField.Fd]!);
+  t.deepEqual([m![PrepField.LeaseErr], wb![PrepField.LeaseErr], b2![PrepField.LeaseErr]], [0, ERRNO.EAGAIN, 0]);
+  t.deepEqual([m![PrepField.HasXattrs], b2![PrepField.HasXattrs]], [0, 1]);
+  t.is(native.getlease(m![PrepField.Fd]!), C.F_RDLCK);
+  t.deepEqual([wb![PrepField.Verdict], b2![PrepField.Verdict]], [-1, 0], 'a file open for writing is not compared');
+  // Several groups in one call: one whose master is open already, one whose master does not open (its
+  // target is not tried), one as above.
+  const many = await native.prepareLinks(group([m![PrepField.Fd]!, 1], [-1, 2], [-1, 2]), roots(5), ['b', 'missing', 'b2', 'a', 'c'], false);
+  for (const k of [0, 3, 4]) track(t, row(many, k)[PrepField.Fd]!);
+  t.deepEqual([0, 1, 2, 3, 4].map((k) => row(many, k)[PrepField.Err]), [0, ERRNO.ENOENT, -1, 0, 0]);
+  t.deepEqual([0, 4].map((k) => row(many, k)[PrepField.Verdict]), [0, 1]);
+  t.is(many.bytesRead, 2 * data.length + 2 * (2 * MiB + 256 * KiB));
+  await rejectsErrno(t, native.prepareLinks(group([-1, 1]), new Int32Array([-1]), ['a'], false), 'EBADF', 'openat2');
+  t.throws(() => native.prepareLinks(group([-1, 2]), roots(1), ['a'], false), { instanceOf: RangeError });
+  t.throws(() => native.prepareLinks(group([-1, 0]), roots(0), [], false), { instanceOf: RangeError }, 'a group without its master');
+  t.throws(() => native.prepareLinks(group([-1, 1]), roots(1), ['a\0b'], false), { instanceOf: TypeError });
+});
+
+test('replaceNames links each name to its master through a temporary name, keeps the directory\'s times and seals a nameless target', async (t) => {
+  const dir = tempDir(t);
+  const root = openDir(t, dir);
+  const master = create(t, root, 'm', 'same');
+  const t1 = create(t, root, 'x', 'same');
+  fs.linkSync(path.join(dir, 'x'), path.join(dir, 'y'));
+  const t2 = create(t, root, 'z', 'same');
+  const t3 = create(t, root, 'w', 'same');
+  const moved = create(t, root, 'v', 'same');
+  fs.renameSync(path.join(dir, 'w'), path.join(dir, 'w2'));
+  const ids = (fds: number[]): BigUint64Array => BigUint64Array.from(fds.flatMap((fd) => [native.fstat(fd).dev, native.fstat(fd).ino]));
+  const past = new Date('2001-02-03T04:05:06Z');
+  fs.utimesSync(dir, past, past);
+  const before = native.fstat(root);
+  const flags = (fd: number): number => { try { return native.getflags(fd); } catch { return -1; } };
+  const seal = flags(t2);
+  t.teardown(() => { if (seal >= 0) native.setflags(t2, seal); });
+  const targets = new Float64Array([master, t1, 0, -1, 2, master, t2, 0, seal, 1, master, t3, 0, -1, 1, master, moved, 1, -1, 1]);
+  const r = await native.replaceNames(targets, ids([t1, t2, t3, moved]), new Int32Array([root, root, root, root, -1]),
+    ['x', 'y', 'z', 'w2', 'v'], '.tmp.', 7);
+  t.is(r.error, null);
+  t.deepEqual([...r.outcomes], [ReplaceOutcome.Done, ReplaceOutcome.Done, ReplaceOutcome.Done, ReplaceOutcome.Done,
+    ReplaceOutcome.WriterWaiting], 'a leased target whose lease is not held is left for a writer');
+  t.deepEqual([...r.gone], [1, 1, 1, 0]);
+  const mino = native.fstat(master).ino;
+  for (const name of ['x', 'y', 'z', 'w2']) t.is(fs.statSync(path.join(dir, name), { bigint: true }).ino, mino);
+  t.is(native.fstat(master).nlink, 5);
+  const after = native.fstat(root);
+  t.deepEqual([after.mtimeSec, after.mtimeNsec, after.atimeSec], [before.mtimeSec, before.mtimeNsec, before.atimeSec]);
+  t.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('.tmp.')), []);
+  t.deepEqual([...r.stamps.subarray(0, 2)], [before.mtimeSec, before.mtimeNsec]);
+  t.deepEqual([...r.stamps.subarray(REPLACE_STAMP_FIELDS * 3 + 4, REPLACE_STAMP_FIELDS * 3 + 8)], [after.mtimeSec, after.mtimeNsec, after.ctimeSec, after.ctimeNsec]);
+  t.is(r.dirInos[0], before.ino);
+  if (seal >= 0) t.true((native.getflags(t2) & C.FS_IMMUTABLE_FL) !== 0, 'the nameless target is immutable');
+
+  // A name that no longer shows its target, and a directory that is gone, are reported and left.
+  const t4 = create(t, root, 'u', 'same');
+  fs.renameSync(path.join(dir, 'u'), path.join(dir, 'u2'));
+  fs.writeFileSync(path.join(dir, 'u'), 'same');
+  const changed = await native.replaceNames(new Float64Array([master, t4, 0, -1, 2]), ids([t4]), new Int32Array([root, -1]), ['u', 'u2'], '.tmp.', 1);
+  t.deepEqual([...changed.outcomes], [ReplaceOutcome.Changed, ReplaceOutcome.Changed]);
+  t.deepEqual([...changed.gone], [0]);
+  t.not(fs.statSync(path.join(dir, 'u'), { bigint: true }).ino, mino);
+  // A failure stops the call and comes back beside what was done before it.
+  const failed = await native.replaceNames(new Float64Array([-1, t4, 0, -1, 1]), ids([t4]), new Int32Array([root]), ['u2'], '.tmp.', 1);
+  t.is(failed.error?.code, 'EBADF');
+  t.is(failed.error?.syscall, 'linkat');
+  t.throws(() => native.replaceNames(new Float64Array([master, t4, 0, -1, 2]), ids([t4]), new Int32Array([root]), ['u'], '.tmp.', 1),
+    { instanceOf: RangeError });
+  await native.closeFds(new Int32Array([native.openat(root, 'm', C.O_RDONLY, 0)]));
 });
 
 test('scanDir lists a directory with the statx of its regular files, packed', (t) => {

@@ -52,6 +52,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFuseDev(exports, constants);
   InitHandle(exports, constants);
   InitIo(exports, constants);
+  InitLink(exports, constants);
   InitLock(exports, constants);
   InitMount(exports, constants);
   InitNames(exports, constants);

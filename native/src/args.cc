@@ -49,18 +49,36 @@ uint64_t ArgBigUint64(const Napi::CallbackInfo& info, size_t i) {
   return value;
 }
 
+namespace {
+
+// A byte string's bytes; false for a string with a NUL, at which the kernel
+// would stop and act on a shorter path.
+bool Bytes(napi_env env, napi_value v, std::string& value) {
+  size_t len = 0;
+  napi_get_value_string_latin1(env, v, nullptr, 0, &len);
+  value.assign(len, '\0');
+  napi_get_value_string_latin1(env, v, value.data(), len + 1, &len);
+  return std::memchr(value.data(), '\0', value.size()) == nullptr;
+}
+
+}  // namespace
+
 std::string ArgString(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsString()) BadArgument(info.Env(), i, "a string");
-  napi_env env = info.Env();
-  size_t len = 0;
-  napi_get_value_string_latin1(env, info[i], nullptr, 0, &len);
-  std::string value(len, '\0');
-  napi_get_value_string_latin1(env, info[i], value.data(), len + 1, &len);
-  // The kernel would stop at an embedded NUL and act on a shorter path.
-  if (std::memchr(value.data(), '\0', value.size())) {
-    BadArgument(info.Env(), i, "a string without NUL characters");
-  }
+  std::string value;
+  if (!Bytes(info.Env(), info[i], value)) BadArgument(info.Env(), i, "a string without NUL characters");
   return value;
+}
+
+std::vector<std::string> ArgStrings(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsArray()) BadArgument(info.Env(), i, "an array of strings");
+  Napi::Array list = info[i].As<Napi::Array>();
+  std::vector<std::string> values(list.Length());
+  for (uint32_t k = 0; k < list.Length(); k++) {
+    Napi::Value v = list.Get(k);
+    if (!v.IsString() || !Bytes(info.Env(), v, values[k])) BadArgument(info.Env(), i, "an array of strings without NUL characters");
+  }
+  return values;
 }
 
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i) {

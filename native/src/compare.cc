@@ -1,7 +1,8 @@
-// compareFiles: are the first `size` bytes of several open files equal to
-// those of one master? Read and compared on a worker thread, in C buffers,
-// so a unify run's byte-for-byte checks neither copy into JS memory nor hold
-// up the event loop, and the master is read once for all its targets.
+// CompareWithMaster: are the first `size` bytes of several open files equal
+// to those of one master? Compared in C buffers on a worker thread (for
+// prepareLinks, link.cc), so a unify run's byte-for-byte checks neither copy
+// into JS memory nor hold up the event loop, and the master is read once for
+// all its targets.
 //
 // hashFiles: the XXH128 of whole files below a ROOT, a batch per worker
 // thread, so that two batches in flight hash on both cores while the event
@@ -26,12 +27,6 @@
 
 namespace vefs {
 
-namespace {
-
-constexpr size_t kChunk = 256 * 1024;
-
-enum Outcome : int { kSame = 0, kDiffers = 1, kShort = 2, kLeaseBroken = 3 };
-
 ssize_t ReadFull(int fd, char* buf, size_t len, off_t pos) {
   size_t done = 0;
   while (done < len) {
@@ -46,100 +41,44 @@ ssize_t ReadFull(int fd, char* buf, size_t len, off_t pos) {
 // While a lease is being broken F_GETLEASE answers the type it is broken to.
 bool LeaseHeld(int fd) { return fcntl(fd, F_GETLEASE) == F_RDLCK; }
 
-// One master against several targets: each chunk of the master is read
-// once, then the same chunk of every target still in the running.
-class CompareWorker : public Napi::AsyncWorker {
- public:
-  CompareWorker(Napi::Env env, int master, std::vector<int> targets, int64_t size, bool leases)
-      : Napi::AsyncWorker(env, "compareFiles"), deferred_(Napi::Promise::Deferred::New(env)),
-        master_(master), targets_(std::move(targets)), size_(size), leases_(leases),
-        outcomes_(targets_.size(), kSame) {}
-
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
- private:
-  void Execute() override {
-    std::unique_ptr<char[]> mbuf(new char[kChunk]), tbuf(new char[kChunk]);
-    size_t running = targets_.size();
-    for (int64_t pos = 0; pos < size_ && running > 0;) {
-      size_t want = static_cast<size_t>(std::min<int64_t>(kChunk, size_ - pos));
-      ssize_t nm = ReadFull(master_, mbuf.get(), want, pos);
-      if (nm < 0) {
-        err_ = errno;
-        return;
+// Each chunk of the master is read once, then the same chunk of every
+// target still in the running.
+int CompareWithMaster(int master, const std::vector<int>& targets, int64_t size, bool leases,
+                      std::vector<int>& outcomes, int64_t& read) {
+  thread_local std::unique_ptr<char[]> mbuf(new char[kCompareChunk]), tbuf(new char[kCompareChunk]);
+  size_t running = 0;
+  for (int o : outcomes) running += o == kSame;
+  for (int64_t pos = 0; pos < size && running > 0;) {
+    size_t want = static_cast<size_t>(std::min<int64_t>(kCompareChunk, size - pos));
+    ssize_t nm = ReadFull(master, mbuf.get(), want, pos);
+    if (nm < 0) return errno;
+    read += nm;
+    bool masterShort = static_cast<size_t>(nm) != want;
+    bool masterLease = !leases || LeaseHeld(master);
+    for (size_t i = 0; i < targets.size(); i++) {
+      if (outcomes[i] != kSame) continue;
+      int o = kSame;
+      if (masterShort) {
+        o = kShort;
+      } else {
+        ssize_t nt = ReadFull(targets[i], tbuf.get(), want, pos);
+        if (nt < 0) return errno;
+        read += nt;
+        if (static_cast<size_t>(nt) != want) o = kShort;
+        else if (std::memcmp(mbuf.get(), tbuf.get(), want) != 0) o = kDiffers;
+        else if (!masterLease || (leases && !LeaseHeld(targets[i]))) o = kLeaseBroken;
       }
-      read_ += nm;
-      bool masterShort = static_cast<size_t>(nm) != want;
-      bool masterLease = !leases_ || LeaseHeld(master_);
-      for (size_t i = 0; i < targets_.size(); i++) {
-        if (outcomes_[i] != kSame) continue;
-        Outcome o = kSame;
-        if (masterShort) {
-          o = kShort;
-        } else {
-          ssize_t nt = ReadFull(targets_[i], tbuf.get(), want, pos);
-          if (nt < 0) {
-            err_ = errno;
-            return;
-          }
-          read_ += nt;
-          if (static_cast<size_t>(nt) != want) o = kShort;
-          else if (std::memcmp(mbuf.get(), tbuf.get(), want) != 0) o = kDiffers;
-          else if (!masterLease || (leases_ && !LeaseHeld(targets_[i]))) o = kLeaseBroken;
-        }
-        if (o != kSame) {
-          outcomes_[i] = o;
-          running--;
-        }
+      if (o != kSame) {
+        outcomes[i] = o;
+        running--;
       }
-      pos += static_cast<int64_t>(want);
     }
+    pos += static_cast<int64_t>(want);
   }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (err_) {
-      deferred_.Reject(ErrnoError(env, err_, "pread").Value());
-      return;
-    }
-    Napi::Array outcomes = Napi::Array::New(env, outcomes_.size());
-    for (size_t i = 0; i < outcomes_.size(); i++) outcomes.Set(i, Napi::Number::New(env, outcomes_[i]));
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("outcomes", outcomes);
-    o.Set("bytesRead", Napi::Number::New(env, static_cast<double>(read_)));
-    deferred_.Resolve(o);
-  }
-
-  Napi::Promise::Deferred deferred_;
-  int master_;
-  std::vector<int> targets_;
-  int64_t size_;
-  bool leases_;
-  std::vector<int> outcomes_;
-  int err_ = 0;
-  int64_t read_ = 0;
-};
-
-Napi::Value CompareFiles(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int master = ArgInt32(info, 0);
-  if (!info[1].IsArray()) throw Napi::TypeError::New(env, "argument 1 must be an array of descriptors");
-  Napi::Array list = info[1].As<Napi::Array>();
-  std::vector<int> targets;
-  for (uint32_t i = 0; i < list.Length(); i++) {
-    Napi::Value v = list.Get(i);
-    if (!v.IsNumber()) throw Napi::TypeError::New(env, "argument 1 must be an array of descriptors");
-    targets.push_back(v.As<Napi::Number>().Int32Value());
-  }
-  int64_t size = ArgInteger(info, 2, 0, (int64_t{1} << 53) - 1);
-  if (!info[3].IsBoolean()) throw Napi::TypeError::New(env, "argument 3 must be a boolean");
-  bool leases = info[3].As<Napi::Boolean>().Value();
-  // The worker deletes itself once OnOK has run.
-  auto* worker = new CompareWorker(env, master, std::move(targets), size, leases);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return 0;
 }
+
+namespace {
 
 // One file to hash: where it is and the version the walk saw.
 struct HashItem {
@@ -167,7 +106,7 @@ class HashWorker : public Napi::AsyncWorker {
   // no other mount); a file that changed or went away since the walk gets no
   // hash (it waits for the next run), any other failure fails the batch.
   void Execute() override {
-    std::unique_ptr<char[]> buf(new char[kChunk]);
+    std::unique_ptr<char[]> buf(new char[kCompareChunk]);
     XXH3_state_t state;
     for (size_t i = 0; i < items_.size(); i++) {
       const HashItem& f = items_[i];
@@ -184,7 +123,7 @@ class HashWorker : public Napi::AsyncWorker {
       bool ok = fstat(fd, &st) == 0 && SameVersion(st, f);
       XXH3_128bits_reset(&state);
       for (int64_t pos = 0; ok && pos < f.size;) {
-        size_t want = static_cast<size_t>(std::min<int64_t>(kChunk, f.size - pos));
+        size_t want = static_cast<size_t>(std::min<int64_t>(kCompareChunk, f.size - pos));
         ssize_t n = ReadFull(fd, buf.get(), want, pos);
         if (n < 0) {
           fail_ = {errno, "pread"};
@@ -237,22 +176,16 @@ Napi::Value HashFiles(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "hashFiles(roots: Int32Array, paths: string[], ids: BigUint64Array, versions: Float64Array)");
   }
   Napi::Int32Array roots = info[0].As<Napi::Int32Array>();
-  Napi::Array paths = info[1].As<Napi::Array>();
+  std::vector<std::string> paths = ArgStrings(info, 1);
   Napi::TypedArrayOf<uint64_t> ids = info[2].As<Napi::TypedArrayOf<uint64_t>>();
   Napi::Float64Array versions = info[3].As<Napi::Float64Array>();
   size_t n = roots.ElementLength();
-  if (paths.Length() != n || ids.ElementLength() != 2 * n || versions.ElementLength() != 3 * n) {
+  if (paths.size() != n || ids.ElementLength() != 2 * n || versions.ElementLength() != 3 * n) {
     throw Napi::RangeError::New(env, "hashFiles: arrays of different lengths");
   }
   std::vector<HashItem> items(n);
   for (size_t i = 0; i < n; i++) {
-    Napi::Value p = paths.Get(static_cast<uint32_t>(i));
-    if (!p.IsString()) throw Napi::TypeError::New(env, "hashFiles: a path is not a string");
-    size_t len = 0;
-    napi_get_value_string_latin1(env, p, nullptr, 0, &len);
-    std::string path(len, '\0');
-    napi_get_value_string_latin1(env, p, path.data(), len + 1, &len);
-    items[i] = {roots[i], std::move(path), ids[2 * i], ids[2 * i + 1], static_cast<int64_t>(versions[3 * i]),
+    items[i] = {roots[i], std::move(paths[i]), ids[2 * i], ids[2 * i + 1], static_cast<int64_t>(versions[3 * i]),
                 static_cast<int64_t>(versions[3 * i + 1]), static_cast<int64_t>(versions[3 * i + 2])};
   }
   auto* worker = new HashWorker(env, std::move(items));
@@ -264,7 +197,6 @@ Napi::Value HashFiles(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitCompare(Napi::Object exports, Napi::Object /*constants*/) {
-  SetFunction(exports, "compareFiles", CompareFiles);
   SetFunction(exports, "hashFiles", HashFiles);
 }
 

@@ -137,17 +137,8 @@ Napi::Value ScanDir(const Napi::CallbackInfo& info) {
 Napi::Value StatNames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt32(info, 0);
-  Napi::Array list = info[1].As<Napi::Array>();
   std::vector<Entry> entries;
-  entries.reserve(list.Length());
-  for (uint32_t i = 0; i < list.Length(); i++) {
-    Napi::String name = list.Get(i).As<Napi::String>();
-    size_t len = 0;
-    napi_get_value_string_latin1(env, name, nullptr, 0, &len);
-    std::string bytes(len, '\0');
-    napi_get_value_string_latin1(env, name, bytes.data(), len + 1, &len);
-    entries.push_back({std::move(bytes), DT_UNKNOWN, false, {}});
-  }
+  for (std::string& name : ArgStrings(info, 1)) entries.push_back({std::move(name), DT_UNKNOWN, false, {}});
   for (Entry& e : entries) StatEntry(env, fd, e);
   return Packed(env, entries);
 }

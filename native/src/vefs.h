@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace vefs {
 
@@ -52,6 +53,24 @@ struct DirentView {
 // reading it whole with getdents64 from its start (dir.cc).
 void ForEachDirent(Napi::Env env, int fd, const std::function<void(const DirentView&)>& fn);
 
+// pread until len bytes or the end of the file; -1 with errno on failure.
+ssize_t ReadFull(int fd, char* buf, size_t len, off_t pos);
+
+// Whether the read lease on fd is still held (not being broken for a writer).
+bool LeaseHeld(int fd);
+
+// Outcomes of a byte comparison with a master (compare.cc).
+enum CompareOutcome : int { kSame = 0, kDiffers = 1, kShort = 2, kLeaseBroken = 3 };
+
+constexpr size_t kCompareChunk = 256 * 1024;
+
+// Compares the first `size` bytes of every target whose outcome is kSame with
+// the master's and sets its outcome; with leases, a lease on the master or a
+// target that is being broken stops that target (kLeaseBroken). Adds the
+// bytes read to `read`. 0, or the errno of a failed read.
+int CompareWithMaster(int master, const std::vector<int>& targets, int64_t size, bool leases,
+                      std::vector<int>& outcomes, int64_t& read);
+
 // Argument readers throw a TypeError instead of letting a wrong type turn
 // into fd 0 or an empty path.
 int64_t ArgInteger(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max);
@@ -60,6 +79,7 @@ uint32_t ArgUint32(const Napi::CallbackInfo& info, size_t i);
 int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i);
 uint64_t ArgBigUint64(const Napi::CallbackInfo& info, size_t i);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i);
+std::vector<std::string> ArgStrings(const Napi::CallbackInfo& info, size_t i);
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i);
 
 // What a worker-thread job reports back; err == 0 means success.
@@ -90,6 +110,7 @@ void InitFlags(Napi::Object exports, Napi::Object constants);
 void InitFuseDev(Napi::Object exports, Napi::Object constants);
 void InitHandle(Napi::Object exports, Napi::Object constants);
 void InitIo(Napi::Object exports, Napi::Object constants);
+void InitLink(Napi::Object exports, Napi::Object constants);
 void InitLock(Napi::Object exports, Napi::Object constants);
 void InitMount(Napi::Object exports, Napi::Object constants);
 void InitNames(Napi::Object exports, Napi::Object constants);

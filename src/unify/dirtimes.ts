@@ -11,19 +11,3 @@ export function restoreDirTimes(dirfd: number, before: NativeStat): void {
     native.utimensat(dirfd, '', before.atimeSec, before.atimeNsec, before.mtimeSec, before.mtimeNsec, C.AT_EMPTY_PATH);
   }
 }
-
-/**
- * Runs fn, which adds and renames names in the directory dirfd, and puts the
- * directory's times back: unconditionally, since a link and a rename always
- * move them, and a stat to find out would cost as much as the reset. Then
- * `after` learns the directory's stat from before fn and from now.
- */
-export function keepingDirTimes<T>(dirfd: number, fn: () => T, after?: (before: NativeStat, now: NativeStat) => void): T {
-  const before = native.fstat(dirfd);
-  try {
-    return fn();
-  } finally {
-    native.utimensat(dirfd, '', before.atimeSec, before.atimeNsec, before.mtimeSec, before.mtimeNsec, C.AT_EMPTY_PATH);
-    after?.(before, native.fstat(dirfd));
-  }
-}

@@ -24,22 +24,23 @@
 // name of it that changed meanwhile cannot make us link another file. On
 // EMLINK the master is full: the target in hand becomes the master of the
 // rest of the group, as in util-linux hardlink.
-import { close } from 'node:fs';
-import { promisify } from 'node:util';
-import { native, C, type NativeError, type NativeStat } from '../../native/index.js';
+//
+// The system calls of steps 1 to 3 (prepareLinks) and of 4 and 5
+// (replaceNames) run in the addon on the thread pool (native/src/link.cc);
+// what they see is judged here.
+import { native, C, PREP_FIELDS, PrepField as F, REPLACE_STAMP_FIELDS, REPLACE_TARGET_FIELDS, ReplaceOutcome,
+  type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
-import { keepingDirTimes } from './dirtimes.js';
 import { inodeFlags, isImmutable } from './flags.js';
-import { openBeneath } from './hash.js';
 import type { GroupKey, Member } from './groups.js';
 import type { UnifyIndex } from './index.js';
 import type { PlanInode } from './plan.js';
 import { mayLink, type FileFacts, type PredicateOptions } from './predicate.js';
 import { BENEATH, type Root } from './roots.js';
-import { dirStamp } from './scan.js';
+import { stamp } from './scan.js';
 import { withMutableFds, type AddToSection, type MutableEntry } from './section.js';
-import { compareBytes } from './verify.js';
-import { fdXattrs } from './xattrs.js';
+import type { TempNames } from './token.js';
+import { fdXattrs, NO_XATTRS } from './xattrs.js';
 
 /** Why a target was left as it is; counted in the report. */
 export type SkipReason =
@@ -61,8 +62,7 @@ export interface LinkContext {
   dryRun: boolean;
   predicate: PredicateOptions;
   counts: LinkCounts;
-  /** A fresh temporary name: `.vefs-unify.<run>.<n>`. */
-  tempName(): string;
+  temps: TempNames;
   /** Descriptors being closed; the caller awaits them now and then. */
   closing: Promise<void>[];
   /** Targets left for another run (changed, busy, refused at the last moment). */
@@ -74,17 +74,22 @@ const VERIFY_CHUNK = 16;
 /** A section links at most about this many target inodes. */
 const BATCH_TARGETS = 256;
 
+/** What prepareLinks saw of an inode once it had it open. */
+interface Seen extends FileFacts {
+  ino: bigint;
+  nlink: number;
+  atimeSec: number;
+  atimeNsec: number;
+}
+
 interface Open {
   inode: PlanInode;
   fd: number;
-  st: NativeStat;
+  st: Seen;
   /** Inode flags when opened (null: the filesystem has none); under the lease nothing else changes them. */
   flags: number | null;
   leased: boolean;
 }
-
-/** Errors that mean a name's directory was changed under us (gone, swapped for a symlink or a mount): skip it. */
-const movedAway = (err: unknown): boolean => ['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV'].includes((err as NativeError).code);
 
 const skip = (ctx: LinkContext, why: SkipReason, n = 1): void => {
   ctx.counts.skipped[why] = (ctx.counts.skipped[why] ?? 0) + n;
@@ -94,103 +99,197 @@ const skip = (ctx: LinkContext, why: SkipReason, n = 1): void => {
 const rootOf = (ctx: LinkContext, m: Member): Root => ctx.roots.get(m.root)!;
 const pathOf = (ctx: LinkContext, m: Member): string => rootOf(ctx, m).path + child(m.rel, m.name);
 
-const facts = (fd: number, st: NativeStat): FileFacts => {
-  const x = fdXattrs(fd);
-  return { dev: st.dev, mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, mtimeSec: st.mtimeSec,
-    mtimeNsec: st.mtimeNsec, xattrs: x.digest, metacopy: x.metacopy };
-};
-
-const leaseHeld = (o: Open): boolean => !o.leased || native.getlease(o.fd) === C.F_RDLCK;
-
-const closeAsync = promisify(close);
-
 /**
  * Closing the descriptor drops the lease; for a replaced inode it is the
  * last reference, and the kernel frees its blocks right there. That is the
  * costly part of reclaiming, so it happens on the thread pool.
  */
-const release = (ctx: LinkContext, o: Open): void => {
-  ctx.closing.push(closeAsync(o.fd));
+const release = (ctx: LinkContext, fds: number[]): void => {
+  if (fds.length > 0) ctx.closing.push(native.closeFds(Int32Array.from(fds)));
 };
 
-/**
- * Opens the inode by its first name, checks it is the version the index
- * describes and takes the lease. null, counted, when it must be left alone.
- */
-function openInode(ctx: LinkContext, g: GroupKey, inode: PlanInode, allNamesKnown: boolean): Open | null {
-  const first = inode.names[0]!;
-  let fd: number;
-  try {
-    fd = openBeneath(rootOf(ctx, first), first.rel, first.name);
-  } catch (err) {
-    // EAGAIN: openat2 met a concurrent rename below the ROOT.
-    if (movedAway(err) || (err as NativeError).code === 'EAGAIN') {
-      skip(ctx, 'changed');
-      return null;
-    }
-    throw err;
-  }
-  const st = native.fstat(fd);
-  const reason = st.ino !== inode.ino || st.dev !== g.dev || st.size !== g.size
-    || st.mtimeSec !== first.mtimeSec || st.mtimeNsec !== first.mtimeNsec ? 'changed'
-    : allNamesKnown && st.nlink !== inode.names.length ? 'names-elsewhere' : null;
-  const flags = reason === null ? inodeFlags(fd) : null;
-  const immutable = isImmutable(flags);
-  const refusal: SkipReason | null = reason
-    ?? (flags !== null && (flags & C.FS_APPEND_FL) !== 0 ? 'append-only'
-      // Immutable with one name is someone else's choice, not a unified inode.
-      : immutable && st.nlink === 1 ? 'immutable' : null);
-  if (refusal !== null) {
-    skip(ctx, refusal);
-    native.close(fd);
-    return null;
-  }
-  const o: Open = { inode, fd, st, flags, leased: false };
-  // Leased even when immutable: inside the section the flag is off, and a
-  // writer that opens it then must wait for us and find it immutable again.
-  if (!ctx.dryRun) {
-    try {
-      native.setlease(fd, C.F_RDLCK);
-      o.leased = true;
-    } catch (err) {
-      native.close(fd);
-      if ((err as NativeError).code === 'EAGAIN') {
-        skip(ctx, 'open-for-writing');
-        return null;
-      }
-      throw err;
-    }
-  }
-  return o;
+/** A group's part of a prepareLinks answer: its rows start at row `at`. */
+interface Prepared {
+  facts: Float64Array;
+  ids: BigUint64Array;
+  at: number;
 }
 
-/** Steps 1 and 2 for one target: open, leased, the predicate holds on live metadata; else null. */
-function prepareTarget(ctx: LinkContext, g: GroupKey, masterFacts: FileFacts, inode: PlanInode): Open | null {
-  const t = openInode(ctx, g, inode, true);
+interface PrepRequest {
+  master: number;
+  inodes: PlanInode[];
+  size: number;
+  resolve: (r: Prepared) => void;
+  reject: (err: unknown) => void;
+}
+
+/** prepareLinks calls at once: the pool's four threads, and no queue there in front of a section's call. */
+const PREP_CALLS = 4;
+/** Groups per prepareLinks call at most. */
+const PREP_GROUPS = 64;
+
+/**
+ * Gathers the groups' requests into few prepareLinks calls: a call per
+ * group cost the event loop ~40 us (an async work item and its promise).
+ * At most PREP_CALLS run at once, since the thread pool serves first come
+ * first: a section's replaceNames (the lock held) and the closes must not
+ * wait behind hundreds of these. Requests made meanwhile go in the next call.
+ */
+class Preparer {
+  private waiting: PrepRequest[] = [];
+  private running = 0;
+
+  constructor(private readonly ctx: LinkContext) {}
+
+  prepare(master: number, inodes: PlanInode[], size: number): Promise<Prepared> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ master, inodes, size, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.running < PREP_CALLS && this.waiting.length > 0) {
+      this.running++;
+      void this.call(this.waiting.splice(0, PREP_GROUPS)).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async call(batch: PrepRequest[]): Promise<void> {
+    const ctx = this.ctx;
+    const groups = new Float64Array(batch.length * 3);
+    const roots: number[] = [];
+    const paths: string[] = [];
+    batch.forEach((q, k) => {
+      groups.set([q.master, q.inodes.length, q.size], 3 * k);
+      for (const i of q.inodes) {
+        const first = i.names[0]!;
+        roots.push(rootOf(ctx, first).fd);
+        paths.push(beneath(child(first.rel, first.name)));
+      }
+    });
+    try {
+      const r = await native.prepareLinks(groups, Int32Array.from(roots), paths, !ctx.dryRun);
+      ctx.counts.bytesRead += r.bytesRead;
+      let at = 0;
+      for (const q of batch) {
+        q.resolve({ facts: r.facts, ids: r.ids, at });
+        at += q.inodes.length;
+      }
+    } catch (err) {
+      for (const q of batch) q.reject(err);
+    }
+  }
+}
+
+const preparers = new WeakMap<LinkContext, Preparer>();
+
+/**
+ * Row k of a prepareLinks answer as an Open: the version the index
+ * describes, leased. null, counted and closed, when it must be left alone.
+ */
+function accept(ctx: LinkContext, g: GroupKey, r: Prepared, k: number, inode: PlanInode, allNamesKnown: boolean): Open | null {
+  const f = r.facts;
+  const at = k * PREP_FIELDS;
+  if (f[at + F.Err] !== 0) {
+    skip(ctx, 'changed');
+    return null;
+  }
+  const fd = f[at + F.Fd]!;
+  const first = inode.names[0]!;
+  const x = f[at + F.HasXattrs] ? fdXattrs(fd) : NO_XATTRS;
+  const st: Seen = { dev: r.ids[2 * k]!, ino: r.ids[2 * k + 1]!, nlink: f[at + F.Nlink]!, mode: f[at + F.Mode]!, uid: f[at + F.Uid]!,
+    gid: f[at + F.Gid]!, size: f[at + F.Size]!, mtimeSec: f[at + F.MtimeSec]!, mtimeNsec: f[at + F.MtimeNsec]!,
+    atimeSec: f[at + F.AtimeSec]!, atimeNsec: f[at + F.AtimeNsec]!, xattrs: x.digest, metacopy: x.metacopy };
+  const flags = f[at + F.Flags]! < 0 ? null : f[at + F.Flags]!;
+  const refusal: SkipReason | null = st.ino !== inode.ino || st.dev !== g.dev || st.size !== g.size
+    || st.mtimeSec !== first.mtimeSec || st.mtimeNsec !== first.mtimeNsec ? 'changed'
+    : allNamesKnown && st.nlink !== inode.names.length ? 'names-elsewhere'
+      : flags !== null && (flags & C.FS_APPEND_FL) !== 0 ? 'append-only'
+        // Immutable with one name is someone else's choice, not a unified inode.
+        : isImmutable(flags) && st.nlink === 1 ? 'immutable'
+          // Leased even when immutable: inside the section the flag is off, and a
+          // writer that opens it then must wait for us and find it immutable again.
+          : f[at + F.LeaseErr] !== 0 ? 'open-for-writing' : null;
+  if (refusal !== null) {
+    skip(ctx, refusal);
+    release(ctx, [fd]);
+    return null;
+  }
+  return { inode, fd, st, flags, leased: !ctx.dryRun };
+}
+
+/** Steps 1 to 3 for the targets of one group's chunk: opened, leased, the predicate holds, the bytes are equal. */
+function acceptTarget(ctx: LinkContext, g: GroupKey, master: Open, r: Prepared, k: number, inode: PlanInode): Open | null {
+  const t = accept(ctx, g, r, k, inode, true);
   if (t === null) return null;
-  const refusal = mayLink(masterFacts, facts(t.fd, t.st), ctx.predicate);
-  if (refusal === null) return t;
-  skip(ctx, refusal);
-  release(ctx, t);
+  const at = k * PREP_FIELDS;
+  const f = r.facts;
+  const verdict = f[at + F.Verdict];
+  // The comparison watched the leases while it read; replaceNames looks once more just before linking.
+  const why: SkipReason | null = mayLink(master.st, t.st, ctx.predicate)
+    ?? (verdict === 3 ? 'writer-waiting'
+      : f[at + F.NowSize] !== t.st.size || f[at + F.NowMtimeSec] !== t.st.mtimeSec || f[at + F.NowMtimeNsec] !== t.st.mtimeNsec
+        ? 'changed' : verdict !== 0 ? 'content-differs' : null);
+  if (why === null) return t;
+  skip(ctx, why);
+  release(ctx, [t.fd]);
   return null;
 }
 
-/** Step 3 for a batch of prepared targets: equal bytes, and unchanged since (a re-stat). */
-async function verifyTargets(ctx: LinkContext, g: GroupKey, master: Open, targets: Open[]): Promise<Open[]> {
-  const counts = { bytes: 0 };
-  const verdicts = await compareBytes(master.fd, targets.map((t) => t.fd), g.size, !ctx.dryRun, counts);
-  ctx.counts.bytesRead += counts.bytes;
-  return targets.filter((t, i) => {
-    const now = native.fstat(t.fd);
-    // The comparison watched the leases while it read; the section looks once more just before linking.
-    const why: SkipReason | null = verdicts[i] === 'writer-waiting' ? 'writer-waiting'
-      : now.size !== t.st.size || now.mtimeSec !== t.st.mtimeSec || now.mtimeNsec !== t.st.mtimeNsec ? 'changed'
-        : verdicts[i] !== 'same' ? 'content-differs' : null;
-    if (why === null) return true;
-    skip(ctx, why);
-    release(ctx, t);
-    return false;
-  });
+/**
+ * Opens the master (unless open already) and a chunk of targets and compares
+ * them (native prepareLinks). The master is null when it must be left alone;
+ * its chunk's targets are then closed and not counted.
+ */
+async function prepare(ctx: LinkContext, g: GroupKey, master: Open | null, masterInode: PlanInode, chunk: PlanInode[]):
+  Promise<{ master: Open | null; targets: Open[] }> {
+  const inodes = master === null ? [masterInode, ...chunk] : chunk;
+  let preparer = preparers.get(ctx);
+  if (preparer === undefined) preparers.set(ctx, preparer = new Preparer(ctx));
+  const r = await preparer.prepare(master?.fd ?? -1, inodes, g.size);
+  const base = r.at + (master === null ? 1 : 0);
+  master ??= accept(ctx, g, r, r.at, masterInode, false);
+  if (master === null) {
+    release(ctx, chunk.map((_, k) => (k + base) * PREP_FIELDS).filter((at) => r.facts[at + F.Err] === 0).map((at) => r.facts[at + F.Fd]!));
+    return { master, targets: [] };
+  }
+  const m = master;
+  const targets = chunk.map((inode, k) => acceptTarget(ctx, g, m, r, k + base, inode)).filter((t): t is Open => t !== null);
+  return { master, targets };
+}
+
+/**
+ * The directories of one section's names, each opened once beneath its ROOT
+ * (a new VE's files are mostly one per group, and many groups share a
+ * directory). -1: the directory is gone or no longer one.
+ */
+class SectionDirs {
+  private readonly fds = new Map<number, number>();
+
+  constructor(private readonly ctx: LinkContext) {}
+
+  of(m: Member): number {
+    let fd = this.fds.get(m.dir);
+    if (fd === undefined) {
+      try {
+        fd = native.openat2(rootOf(this.ctx, m).fd, beneath(m.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
+      } catch (err) {
+        if (!['ENOENT', 'ELOOP', 'ENOTDIR', 'EXDEV', 'EAGAIN'].includes((err as NativeError).code)) throw err;
+        fd = -1;
+      }
+      this.fds.set(m.dir, fd);
+    }
+    return fd;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) if (fd >= 0) native.close(fd);
+    this.fds.clear();
+  }
 }
 
 export interface Replaced {
@@ -200,71 +299,6 @@ export interface Replaced {
   mtimeNsec: number;
   atimeSec: number;
   atimeNsec: number;
-}
-
-type Outcome = 'done' | 'changed' | 'full' | 'other-mount';
-
-/**
- * The directories of one section's names, each opened once beneath its ROOT
- * (a new VE's files are mostly one per group, and many groups share a
- * directory). null: the directory is gone or no longer one.
- */
-class SectionDirs {
-  private readonly fds = new Map<number, number | null>();
-
-  constructor(private readonly ctx: LinkContext) {}
-
-  of(m: Member): number | null {
-    let fd = this.fds.get(m.dir);
-    if (fd === undefined) {
-      try {
-        fd = native.openat2(rootOf(this.ctx, m).fd, beneath(m.rel), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW, 0, BENEATH);
-      } catch (err) {
-        if (!movedAway(err)) throw err;
-        fd = null;
-      }
-      this.fds.set(m.dir, fd);
-    }
-    return fd;
-  }
-
-  close(): void {
-    for (const fd of this.fds.values()) if (fd !== null) native.close(fd);
-    this.fds.clear();
-  }
-}
-
-/** Step 4 for one name: temporary link beside it, renamed over it. */
-function replaceName(ctx: LinkContext, dirs: SectionDirs, master: Open, target: Open, m: Member): Outcome {
-  const dirfd = dirs.of(m);
-  if (dirfd === null) return 'changed';
-  try {
-    const now = native.fstatat(dirfd, m.name, C.AT_SYMLINK_NOFOLLOW);
-    if (now.ino !== target.st.ino || now.dev !== target.st.dev) return 'changed';
-    // The walk's stamp of this directory stays valid through our own change (scan.ts).
-    const restamp = (before: NativeStat, now: NativeStat): void => ctx.index.restamp(m.dir, dirStamp(before), dirStamp(now));
-    return keepingDirTimes(dirfd, (): Outcome => {
-      const tmp = ctx.tempName();
-      try {
-        native.linkat(master.fd, '', dirfd, tmp, C.AT_EMPTY_PATH);
-      } catch (err) {
-        const code = (err as NativeError).code;
-        if (code === 'EMLINK') return 'full';
-        if (code === 'EXDEV') return 'other-mount';
-        throw err;
-      }
-      try {
-        native.renameat2(dirfd, tmp, dirfd, m.name, 0);
-      } catch (err) {
-        native.unlinkat(dirfd, tmp, 0);
-        throw err;
-      }
-      return 'done';
-    }, restamp);
-  } catch (err) {
-    if (movedAway(err)) return 'changed';
-    throw err;
-  }
 }
 
 /** One master's verified targets, waiting to be linked in the next section. */
@@ -279,75 +313,125 @@ interface Unit {
   gone: bigint[];
   targets: Open[];
   replaced: Replaced[];
+  /** Directories whose stamp our own links moved: [dir, stamp before, stamp after]. */
+  restamps: [number, string, string][];
 }
 
-/** Links one unit's targets inside the current section. */
-function linkUnit(ctx: LinkContext, dirs: SectionDirs, u: Unit, add: AddToSection): void {
-  // A writer waits for the master or a target: let it in, link another time.
-  if (!leaseHeld(u.current)) {
-    skip(ctx, 'writer-waiting', u.targets.length);
+const OUTCOME_SKIPS: Partial<Record<ReplaceOutcome, SkipReason>> = {
+  [ReplaceOutcome.Changed]: 'changed', [ReplaceOutcome.OtherMount]: 'other-mount',
+};
+
+/** Takes in replaceNames' outcome for the names of target t (from name n on). */
+function recordTarget(ctx: LinkContext, u: Unit, t: Open, r: Awaited<ReturnType<typeof native.replaceNames>>, n: number, gone: boolean): void {
+  const names = t.inode.names;
+  if (r.outcomes[n] === ReplaceOutcome.WriterWaiting) {
+    skip(ctx, 'writer-waiting');
     return;
   }
-  for (const t of u.targets) {
-    if (!leaseHeld(t)) {
-      skip(ctx, 'writer-waiting');
+  for (let j = 0; j < names.length; j++) {
+    const o = r.outcomes[n + j] as ReplaceOutcome;
+    if (o !== ReplaceOutcome.Done) {
+      const why = OUTCOME_SKIPS[o];
+      if (why !== undefined) skip(ctx, why);
       continue;
     }
-    const names = t.inode.names;
-    for (let k = 0; k < names.length; k++) {
-      const m = names[k]!;
-      const outcome = replaceName(ctx, dirs, u.current, t, m);
-      if (outcome === 'full') {
-        // The master reached the filesystem's link limit: this target, verified equal, takes over.
-        skip(ctx, 'link-limit');
-        // It gains names from here on: the section must journal it and give it the flag at the end.
-        add({ fd: t.fd, path: pathOf(ctx, t.inode.names[0]!) });
-        u.current = t;
-        u.masters.push(t);
-        u.added.set(t, []);
-        break;
-      }
-      if (outcome !== 'done') {
-        skip(ctx, outcome);
-        continue;
-      }
-      ctx.counts.linksMade++;
-      u.added.get(u.current)!.push(m.id);
-      // Only a name whose own mtime differed (--ignore-mtime) needs it remembered for --revert.
-      if (t.st.mtimeSec !== u.current.st.mtimeSec || t.st.mtimeNsec !== u.current.st.mtimeNsec) {
-        u.replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
-          atimeSec: t.st.atimeSec, atimeNsec: t.st.atimeNsec });
-      }
+    const m = names[j]!;
+    ctx.counts.linksMade++;
+    u.added.get(u.current)!.push(m.id);
+    // The walk's stamp of this directory stays valid through our own change (scan.ts).
+    const s = (n + j) * REPLACE_STAMP_FIELDS;
+    const st = r.stamps;
+    const ino = r.dirInos[n + j]!;
+    u.restamps.push([m.dir, stamp(ino, st[s]!, st[s + 1]!, st[s + 2]!, st[s + 3]!), stamp(ino, st[s + 4]!, st[s + 5]!, st[s + 6]!, st[s + 7]!)]);
+    // Only a name whose own mtime differed (--ignore-mtime) needs it remembered for --revert.
+    if (t.st.mtimeSec !== u.current.st.mtimeSec || t.st.mtimeNsec !== u.current.st.mtimeNsec) {
+      u.replaced.push({ dir: m.dir, name: m.name, mtimeSec: t.st.mtimeSec, mtimeNsec: t.st.mtimeNsec,
+        atimeSec: t.st.atimeSec, atimeNsec: t.st.atimeNsec });
     }
+  }
+  if (gone) {
+    u.gone.push(t.st.ino);
+    ctx.counts.inodesReclaimed++;
+    ctx.counts.bytesReclaimed += u.g.size;
   }
 }
 
-/** After the section: replaced inodes are sealed and let go. */
-function settle(ctx: LinkContext, u: Unit): void {
-  for (const t of u.targets) {
-    if (u.masters.includes(t)) continue;
-    if (native.fstat(t.fd).nlink === 0) {
-      // Nameless now: a writer that opened it late must fail, not write into the void.
-      if (t.flags !== null && !isImmutable(t.flags)) native.setflags(t.fd, t.flags | C.FS_IMMUTABLE_FL);
-      u.gone.push(t.st.ino);
-      ctx.counts.inodesReclaimed++;
-      ctx.counts.bytesReclaimed += u.g.size;
+/**
+ * Step 4 for the units of one section: one replaceNames call for all their
+ * targets, and one more after each hand-over on EMLINK.
+ */
+async function linkUnits(ctx: LinkContext, dirs: SectionDirs, units: Unit[], add: AddToSection): Promise<void> {
+  let work = units.flatMap((u) => u.targets.map((t) => ({ u, t })));
+  while (work.length > 0) {
+    const fields = new Float64Array(work.length * REPLACE_TARGET_FIELDS);
+    const ids = new BigUint64Array(work.length * 2);
+    const dirFds: number[] = [];
+    const names: string[] = [];
+    work.forEach(({ u, t }, k) => {
+      fields.set([u.current.fd, t.fd, t.leased ? 1 : 0, t.flags ?? -1, t.inode.names.length], k * REPLACE_TARGET_FIELDS);
+      ids[2 * k] = t.st.dev;
+      ids[2 * k + 1] = t.st.ino;
+      for (const m of t.inode.names) {
+        dirFds.push(dirs.of(m));
+        names.push(m.name);
+      }
+    });
+    const r = await native.replaceNames(fields, ids, Int32Array.from(dirFds), names, ctx.temps.prefix, ctx.temps.reserve(names.length));
+    let full = -1;
+    for (let k = 0, n = 0; k < work.length && full < 0; n += work[k]!.t.inode.names.length, k++) {
+      const { u, t } = work[k]!;
+      recordTarget(ctx, u, t, r, n, r.gone[k] === 1);
+      if (t.inode.names.some((_, j) => r.outcomes[n + j] === ReplaceOutcome.Full)) full = k;
     }
-    release(ctx, t);
+    if (r.error !== null) throw r.error;
+    if (full < 0) return;
+    // The master reached the filesystem's link limit: this target, verified equal, takes over.
+    const { u, t } = work[full]!;
+    skip(ctx, 'link-limit');
+    // It gains names from here on: the section must journal it and give it the flag at the end.
+    add({ fd: t.fd, path: pathOf(ctx, t.inode.names[0]!) });
+    u.current = t;
+    u.masters.push(t);
+    u.added.set(t, []);
+    work = work.slice(full + 1);
   }
-  u.targets = [];
+}
+
+/**
+ * What a section did to a unit, into the index in one synchronous step
+ * after the section (flags set again): run.ts commits between steps, so no
+ * commit holds a directory's new stamp without the names that moved it, and
+ * the stamps move in the order the sections made them.
+ */
+function indexUnit(ctx: LinkContext, u: Unit): void {
+  for (const [dir, before, after] of u.restamps) ctx.index.restamp(dir, before, after);
+  ctx.index.rememberReplaced(u.replaced);
+  for (const m of u.masters) {
+    const added = u.added.get(m)!;
+    const gone = m === u.current ? u.gone : [];
+    if (added.length === 0 && gone.length === 0) continue;
+    ctx.index.linked(native.fstat(m.fd), isImmutable(inodeFlags(m.fd)), added, gone);
+    u.added.set(m, []);
+  }
+  u.restamps = [];
+  u.replaced = [];
+  u.gone = [];
 }
 
 /**
  * Gathers units from the groups in flight and links them together, one
  * section per batch rather than per group: fewer lock and journal rounds,
  * each section still short (at most BATCH_TARGETS targets). A batch goes as
- * soon as it is full or every group in flight is waiting for it.
+ * soon as it is full, or when no section is running and every group in
+ * flight outside one is waiting for it; so while one batch is linked, the
+ * groups of the next are opened and compared on the other threads.
  */
 export class Linker {
   private pending: { unit: Unit; done: () => void; failed: (err: unknown) => void }[] = [];
   private pendingTargets = 0;
   private inflight = 0;
+  /** Groups whose units are in the running section, if one is. */
+  private linking = 0;
 
   constructor(private readonly ctx: LinkContext) {}
 
@@ -369,32 +453,41 @@ export class Linker {
   }
 
   private maybeFlush(): void {
-    if (this.pending.length > 0 && (this.pendingTargets >= BATCH_TARGETS || this.pending.length >= this.inflight)) {
+    if (this.pending.length === 0 || this.linking > 0) return;
+    if (this.pendingTargets >= BATCH_TARGETS || this.pending.length >= this.inflight) {
       const batch = this.pending;
       this.pending = [];
       this.pendingTargets = 0;
-      void this.flush(batch);
+      this.linking = batch.length;
+      void this.flush(batch).finally(() => {
+        this.linking = 0;
+        this.maybeFlush();
+      });
     }
   }
 
   private async flush(batch: Linker['pending']): Promise<void> {
     const ctx = this.ctx;
+    const units = batch.map((b) => b.unit);
     // Only inodes whose flag the section may change: the masters (they gain names, and the flag) and
     // targets that are unified already (their flag must go for their names to be replaced). A target
     // without the flag only loses names and keeps no flag; journaling it would cost five calls a link.
-    const entries: MutableEntry[] = batch.flatMap(({ unit }) => [unit.current, ...unit.targets.filter((t) => isImmutable(t.flags))])
+    const entries: MutableEntry[] = units.flatMap((u) => [u.current, ...u.targets.filter((t) => isImmutable(t.flags))])
       .map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.names[0]!) }));
     const dirs = new SectionDirs(ctx);
     try {
-      await withMutableFds(entries, (add) => {
-        for (const { unit } of batch) linkUnit(ctx, dirs, unit, add);
-      });
+      await withMutableFds(entries, (add) => linkUnits(ctx, dirs, units, add));
+      for (const u of units) indexUnit(ctx, u);
     } catch (err) {
       for (const b of batch) b.failed(err);
       return;
     } finally {
       dirs.close();
-      for (const { unit } of batch) settle(ctx, unit);
+      // Targets that took over as masters stay open until their group is done.
+      for (const u of units) {
+        release(ctx, u.targets.filter((t) => !u.masters.includes(t)).map((t) => t.fd));
+        u.targets = [];
+      }
     }
     for (const b of batch) b.done();
   }
@@ -402,38 +495,32 @@ export class Linker {
 
 /** One group's master and its targets through steps 1 to 5; everything is counted in ctx.counts. */
 export async function linkInto(ctx: LinkContext, linker: Linker | null, g: GroupKey, masterInode: PlanInode, targets: PlanInode[]): Promise<void> {
-  const master = openInode(ctx, g, masterInode, false);
-  if (master === null) {
-    skip(ctx, 'changed', targets.length);
-    return;
-  }
-  const unit: Unit = { g, current: master, masters: [master], added: new Map([[master, []]]), gone: [], targets: [], replaced: [] };
+  let unit: Unit | null = null;
   try {
-    const masterFacts = facts(master.fd, master.st);
     for (let i = 0; i < targets.length; i += VERIFY_CHUNK) {
-      const prepared = targets.slice(i, i + VERIFY_CHUNK).map((inode) => prepareTarget(ctx, g, masterFacts, inode))
-        .filter((t): t is Open => t !== null);
-      unit.targets = await verifyTargets(ctx, g, master, prepared);
+      const chunk = targets.slice(i, i + VERIFY_CHUNK);
+      const prepared = await prepare(ctx, g, unit?.current ?? null, masterInode, chunk);
+      if (prepared.master === null) {
+        skip(ctx, 'changed', targets.length);
+        return;
+      }
+      unit ??= { g, current: prepared.master, masters: [prepared.master], added: new Map([[prepared.master, []]]), gone: [],
+        targets: [], replaced: [], restamps: [] };
+      unit.targets = prepared.targets;
       if (unit.targets.length === 0) continue;
       if (linker === null) {
         for (const t of unit.targets) {
           ctx.counts.linksMade += t.inode.names.length;
           ctx.counts.inodesReclaimed++;
           ctx.counts.bytesReclaimed += g.size;
-          release(ctx, t);
         }
+        release(ctx, unit.targets.map((t) => t.fd));
         unit.targets = [];
         continue;
       }
       await linker.link(unit);
     }
-    if (linker !== null) {
-      ctx.index.rememberReplaced(unit.replaced);
-      unit.masters.forEach((m, i) => ctx.index.linked(native.fstat(m.fd), isImmutable(inodeFlags(m.fd)), unit.added.get(m)!,
-        i === 0 ? unit.gone : []));
-    }
   } finally {
-    for (const t of unit.targets) release(ctx, t);
-    for (const m of unit.masters) release(ctx, m);
+    if (unit !== null) release(ctx, [...unit.targets, ...unit.masters].map((o) => o.fd));
   }
 }

@@ -15,7 +15,7 @@ import type { HashCounts } from './hash.js';
 import { UnifyIndex } from './index.js';
 import type { LinkContext, LinkCounts } from './link.js';
 import { takeJobLock } from './lock.js';
-import { randomToken } from './token.js';
+import { randomToken, TempNames } from './token.js';
 import type { Progress, ProgressState } from './progress.js';
 import { bytes, type UnifyReport } from './report.js';
 import type { RevertCounts } from './revert.js';
@@ -142,8 +142,8 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     const runId = randomToken();
     idx.startRun(runId);
     const unfinished = idx.unfinishedRuns(runId);
-    let temps = 0;
-    const tempName = (): string => `.vefs-unify.${runId}.${++temps}`;
+    const temps = new TempNames(`.vefs-unify.${runId}.`);
+    const tempName = (): string => temps.next();
     // Leases signal their holder when a writer wants the file; we poll instead (link.ts).
     process.on('SIGIO', ignoreSigio);
 
@@ -234,7 +234,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
         phases.group = elapsed(started);
         state.phase = 'linking';
         const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false },
-          counts: linked, tempName, closing: [], transient: 0 };
+          counts: linked, temps, closing: [], transient: 0 };
         await linkGroups(ctx, queries, roots, opts.linkMax, () => groupsDone++);
         phases.link = elapsed(started);
         // Every planned link made and nothing left to retry: the index now describes a settled state.
@@ -285,14 +285,18 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
 }
 
 /**
- * Groups in flight while linking: enough to fill a section's batch (256
- * targets) when each group has one target, as in a new VE (each section
- * costs a lock round and a journal fdatasync; with 64 in flight, adding a
- * Debian VE took 132 sections, with 256, 21 to 38), few enough that the
- * descriptors held stay in the low thousands (a master and up to 16 targets
- * each).
+ * Groups in flight while linking: enough for two sections' batches (256
+ * targets each) when each group has one target, as in a new VE, so that one
+ * batch is opened and compared while the other is linked (each section costs
+ * a lock round and a journal fdatasync; with 64 in flight, adding a Debian VE
+ * took 132 sections), few enough that the descriptors held stay in the low
+ * thousands (a master and up to 16 targets each).
  */
-const GROUPS_IN_FLIGHT = 256;
+const GROUPS_IN_FLIGHT = 512;
+/** Groups read from the index at a time. */
+const PAGE_GROUPS = 256;
+/** Close calls left running before the loop waits for them (each holds descriptors until it is done). */
+const CLOSING_CALLS = 1024;
 
 async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[], linkMaxOption: number | undefined,
   onGroup: () => void): Promise<void> {
@@ -304,12 +308,14 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
   for (const r of roots) linkMax.set(r.dev, linkMaxOption ?? LINK_MAX.get(native.fstatfs(r.fd).type) ?? 65_000);
   const queue = new PQueue({ concurrency });
   let failure: unknown;
-  for (let after = 0; ;) {
-    const page = queries.page(after, 256);
+  // Each group writes its index updates in one synchronous step when it is done (link.ts), so a commit
+  // between two pages never holds half of a group, and the pages follow each other without draining the
+  // queue: the next page's groups are opened and compared while the last ones are linked.
+  ctx.index.batch();
+  for (let after = 0; failure === undefined;) {
+    const page = queries.page(after, PAGE_GROUPS);
     if (page.length === 0) break;
     after = page[page.length - 1]!.key.rowid;
-    // One transaction for the index updates of a whole page of groups.
-    ctx.index.batch();
     for (const { key: g, members } of page) {
       void queue.add(async () => {
         linker?.enter();
@@ -324,15 +330,14 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
           onGroup();
         }
       });
-      if (queue.size > concurrency * 2) await queue.onSizeLessThan(concurrency);
     }
-    await queue.onIdle();
+    // At most a page waits to start: memory stays bounded however many groups there are.
+    if (queue.size >= PAGE_GROUPS) await queue.onSizeLessThan(PAGE_GROUPS);
     ctx.index.commitIfDue();
-    await Promise.all(ctx.closing.splice(0));
-    if (failure !== undefined) {
-      ctx.index.commit();
-      throw failure;
-    }
+    if (ctx.closing.length > CLOSING_CALLS) await Promise.all(ctx.closing.splice(0));
   }
+  await queue.onIdle();
+  await Promise.all(ctx.closing.splice(0));
   ctx.index.commit();
+  if (failure !== undefined) throw failure;
 }

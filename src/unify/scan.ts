@@ -132,7 +132,8 @@ function openDir(root: Root, rel: string): number | null {
   }
 }
 
-const stamp = (ino: bigint, mtimeSec: number, mtimeNsec: number, ctimeSec: number, ctimeNsec: number): string =>
+/** A directory's stamp: what tells a rerun it is unchanged. */
+export const stamp = (ino: bigint, mtimeSec: number, mtimeNsec: number, ctimeSec: number, ctimeNsec: number): string =>
   `${ino}:${mtimeSec}.${mtimeNsec}:${ctimeSec}.${ctimeNsec}`;
 
 export const dirStamp = (st: NativeStat): string => stamp(st.ino, st.mtimeSec, st.mtimeNsec, st.ctimeSec, st.ctimeNsec);
