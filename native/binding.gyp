@@ -6,6 +6,7 @@
       'src/args.cc',
       'src/async.cc',
       'src/attr.cc',
+      'src/closer.cc',
       'src/compare.cc',
       'src/copy.cc',
       'src/dir.cc',

@@ -161,6 +161,14 @@ export interface NativeAddon {
   /** FS_IOC_GETFLAGS / FS_IOC_SETFLAGS. */
   getflags(fd: number): number;
   setflags(fd: number, flags: number): void;
+  /**
+   * Per fd: nlink, ctime s and ns, inode flags (-1: none on this filesystem)
+   * in facts; dev and ino in ids; with handles, its file handle as
+   * nameToHandleAt's Buffer in hex (null where the filesystem has none).
+   */
+  inodeStates(fds: Int32Array, handles: boolean): { facts: Float64Array; ids: BigUint64Array; handles: (string | null)[] | null };
+  /** setflags on each fd whose value is not negative; every one is tried, the first failure returned. */
+  setflagsEach(fds: Int32Array, flags: Float64Array): NativeError | null;
 
   /** flock(2) on a worker thread: waiting for another holder never blocks the event loop. */
   flock(fd: number, op: number): Promise<void>;
@@ -214,7 +222,7 @@ export interface NativeAddon {
   prepareLinks(groups: Float64Array, roots: Int32Array, paths: string[], lease: boolean):
     Promise<{ facts: Float64Array; ids: BigUint64Array; bytesRead: number }>;
   /**
-   * Step 4 of a unify link inside a mutable section, on a worker thread. Per
+   * Step 4 of a unify link inside a mutable section, on this thread. Per
    * target, REPLACE_TARGET_FIELDS numbers (master fd, target fd, leased,
    * flags to seal it with or -1, its number of names) and its dev and ino in
    * ids; its names follow each other in dirs and names. A leased target
@@ -229,9 +237,18 @@ export interface NativeAddon {
    * the outcomes before it took effect.
    */
   replaceNames(targets: Float64Array, ids: BigUint64Array, dirs: Int32Array, names: string[], tmpPrefix: string, tmpStart: number):
-    Promise<{ outcomes: Int32Array; stamps: Float64Array; dirInos: BigUint64Array; gone: Uint8Array; error: NativeError | null }>;
-  /** Closes the descriptors on a worker thread (the last close of a replaced inode frees its blocks). */
-  closeFds(fds: Int32Array): Promise<void>;
+    { outcomes: Int32Array; stamps: Float64Array; dirInos: BigUint64Array; gone: Uint8Array; error: NativeError | null };
+  /**
+   * Hands the descriptors to the process's closing threads (not the libuv
+   * pool) and returns: a replaced inode's last close frees its blocks, which
+   * may wait for the device. Close errors are ignored (for descriptors that
+   * were only read).
+   */
+  closeInBackground(fds: Int32Array): void;
+  /** Descriptors handed over and not closed yet. */
+  closeBacklog(): number;
+  /** Resolves once at most `limit` descriptors handed over are not closed yet. */
+  closeDrained(limit: number): Promise<void>;
   /**
    * XXH128 (xxhash-addon's digest) of each file, opened beneath roots[i] at
    * paths[i] (byte strings, relative) as openat2 with RESOLVE_BENEATH,

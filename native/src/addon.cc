@@ -45,6 +45,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   VEFS_CONSTANT(constants, AT_EMPTY_PATH);
 
   InitAttr(exports, constants);
+  InitCloser(exports, constants);
   InitCompare(exports, constants);
   InitCopy(exports, constants);
   InitDir(exports, constants);

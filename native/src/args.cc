@@ -81,6 +81,14 @@ std::vector<std::string> ArgStrings(const Napi::CallbackInfo& info, size_t i) {
   return values;
 }
 
+std::vector<int> ArgInt32Array(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    BadArgument(info.Env(), i, "an Int32Array");
+  }
+  Napi::Int32Array array = info[i].As<Napi::Int32Array>();
+  return std::vector<int>(array.Data(), array.Data() + array.ElementLength());
+}
+
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsBuffer()) BadArgument(info.Env(), i, "a Buffer");
   return info[i].As<Napi::Buffer<uint8_t>>();

@@ -71,6 +71,9 @@ constexpr size_t kCompareChunk = 256 * 1024;
 int CompareWithMaster(int master, const std::vector<int>& targets, int64_t size, bool leases,
                       std::vector<int>& outcomes, int64_t& read);
 
+// What a filesystem without inode flags answers FS_IOC_GETFLAGS with.
+inline bool NoFlags(int err) { return err == ENOTTY || err == EOPNOTSUPP || err == ENOSYS || err == EINVAL; }
+
 // Argument readers throw a TypeError instead of letting a wrong type turn
 // into fd 0 or an empty path.
 int64_t ArgInteger(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max);
@@ -80,6 +83,7 @@ int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i);
 uint64_t ArgBigUint64(const Napi::CallbackInfo& info, size_t i);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i);
 std::vector<std::string> ArgStrings(const Napi::CallbackInfo& info, size_t i);
+std::vector<int> ArgInt32Array(const Napi::CallbackInfo& info, size_t i);
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i);
 
 // What a worker-thread job reports back; err == 0 means success.
@@ -103,6 +107,7 @@ inline void SetFunction(Napi::Object exports, const char* name, Napi::Function::
 }
 
 void InitAttr(Napi::Object exports, Napi::Object constants);
+void InitCloser(Napi::Object exports, Napi::Object constants);
 void InitCompare(Napi::Object exports, Napi::Object constants);
 void InitCopy(Napi::Object exports, Napi::Object constants);
 void InitDir(Napi::Object exports, Napi::Object constants);

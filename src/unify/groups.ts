@@ -19,7 +19,13 @@ export interface Member {
   mtimeSec: number; mtimeNsec: number; template: boolean;
 }
 
-type MemberRow = [number, number, number, number, string, string, string, number, number, number, number];
+type MemberRow = [number, number, number, string, string, number, number, number];
+
+/** Where a directory is, for this run: null when its ROOT is not one of the run's. */
+type DirPlace = { root: number; rel: string; template: boolean } | null;
+
+/** Directories remembered by GroupQueries before it starts over (~100 bytes each). */
+const DIRS_KEPT = 100_000;
 
 export interface Group {
   key: GroupKey;
@@ -43,6 +49,10 @@ export class GroupQueries {
   private readonly db: Database.Database;
   private readonly st;
   private members: Database.Statement | null = null;
+  // The members' directories are looked up once each, not joined into every row: a new VE's page is
+  // ~2,300 rows, eight in ten of them names of the same unified inodes, in a few hundred directories.
+  private readonly dirs = new Map<number, DirPlace>();
+  private readonly dirPlace: Database.Statement;
 
   constructor(index: UnifyIndex) {
     this.db = index.db;
@@ -51,6 +61,7 @@ export class GroupQueries {
         AND (i.dev, i.ino) > (?, ?) GROUP BY i.dev, i.ino ORDER BY i.dev, i.ino LIMIT ?`).safeIntegers(true),
       setHash: this.db.prepare(`UPDATE inodes SET hash = ? WHERE dev = ? AND ino = ? AND size = ? AND mtime_s = ? AND mtime_ns = ?`),
     };
+    this.dirPlace = this.db.prepare(`SELECT d.root, d.rel, r.template FROM dirs d JOIN run_roots r ON r.root = d.root WHERE d.id = ?`).raw();
   }
 
   /** A page of inodes to hash, each with one of its names, after the inode (dev, ino). */
@@ -111,16 +122,30 @@ export class GroupQueries {
     const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, members: [] }]));
     // Rows as arrays: the members of a page are tens of thousands of rows. Prepared once grp exists (build()).
     this.members ??= this.db.prepare(`
-      SELECT g.rowid AS gid, f.id, f.dir, d.root, d.rel, f.name, CAST(i.ino AS TEXT), i.nlink, i.mtime_s, i.mtime_ns, r.template
+      SELECT g.rowid AS gid, f.id, f.dir, f.name, CAST(i.ino AS TEXT), i.nlink, i.mtime_s, i.mtime_ns
       FROM grp g CROSS JOIN inodes i INDEXED BY inodes_content ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash
         AND i.mode = g.mode AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
         AND (g.mtime_s IS NULL OR (i.mtime_s = g.mtime_s AND i.mtime_ns = g.mtime_ns))
-      ${IN_RUN('i', 'f', 'd', 'r')}
-      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ? ORDER BY g.rowid, f.id`).raw();
+      CROSS JOIN files f ON f.dev = i.dev AND f.ino = i.ino
+      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ?`).raw();
     const rows = this.members.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as MemberRow[];
-    for (const [gid, id, dir, root, rel, name, ino, nlink, mtimeSec, mtimeNsec, template] of rows) {
-      groups.get(gid)!.members.push({ id, dir, root, rel, name, ino: u64(BigInt(ino)), nlink, mtimeSec, mtimeNsec, template: template === 1 });
+    if (this.dirs.size > DIRS_KEPT) this.dirs.clear();
+    for (const [gid, id, dir, name, ino, nlink, mtimeSec, mtimeNsec] of rows) {
+      const place = this.place(dir);
+      if (place !== null) groups.get(gid)!.members.push({ id, dir, root: place.root, rel: place.rel, name, ino: u64(BigInt(ino)), nlink, mtimeSec, mtimeNsec, template: place.template });
     }
+    // In the order the names were indexed, whatever order the query met them in.
+    for (const g of groups.values()) g.members.sort((a, b) => a.id - b.id);
     return [...groups.values()];
+  }
+
+  private place(dir: number): DirPlace {
+    let place = this.dirs.get(dir);
+    if (place === undefined) {
+      const row = this.dirPlace.get(dir) as [number, string, number] | undefined;
+      place = row === undefined ? null : { root: row[0], rel: row[1], template: row[2] === 1 };
+      this.dirs.set(dir, place);
+    }
+    return place;
   }
 }

@@ -365,7 +365,7 @@ export class UnifyIndex {
    * After a link: the replaced names show the kept inode, whose link count
    * and ctime moved; inodes that lost all their names are gone.
    */
-  linked(master: Omit<FileStat, 'immutable' | 'xattrs'>, sealed: boolean, names: number[], gone: bigint[]): void {
+  linked(master: Pick<FileStat, 'dev' | 'ino' | 'nlink' | 'ctimeSec' | 'ctimeNsec'>, sealed: boolean, names: number[], gone: bigint[]): void {
     // One row per statement: a statement that may change several rows inside a
     // transaction makes SQLite copy every page it touches to a statement journal.
     const dev = i64(master.dev);

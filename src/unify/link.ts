@@ -31,7 +31,8 @@
 import { native, C, PREP_FIELDS, PrepField as F, REPLACE_STAMP_FIELDS, REPLACE_TARGET_FIELDS, ReplaceOutcome,
   type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
-import { inodeFlags, isImmutable } from './flags.js';
+import type { Closer } from './closer.js';
+import { isImmutable } from './flags.js';
 import type { GroupKey, Member } from './groups.js';
 import type { UnifyIndex } from './index.js';
 import type { PlanInode } from './plan.js';
@@ -63,8 +64,7 @@ export interface LinkContext {
   predicate: PredicateOptions;
   counts: LinkCounts;
   temps: TempNames;
-  /** Descriptors being closed; the caller awaits them now and then. */
-  closing: Promise<void>[];
+  closer: Closer;
   /** Targets left for another run (changed, busy, refused at the last moment). */
   transient: number;
 }
@@ -99,14 +99,7 @@ const skip = (ctx: LinkContext, why: SkipReason, n = 1): void => {
 const rootOf = (ctx: LinkContext, m: Member): Root => ctx.roots.get(m.root)!;
 const pathOf = (ctx: LinkContext, m: Member): string => rootOf(ctx, m).path + child(m.rel, m.name);
 
-/**
- * Closing the descriptor drops the lease; for a replaced inode it is the
- * last reference, and the kernel frees its blocks right there. That is the
- * costly part of reclaiming, so it happens on the thread pool.
- */
-const release = (ctx: LinkContext, fds: number[]): void => {
-  if (fds.length > 0) ctx.closing.push(native.closeFds(Int32Array.from(fds)));
-};
+const release = (ctx: LinkContext, fds: number[]): void => ctx.closer.add(fds);
 
 /** A group's part of a prepareLinks answer: its rows start at row `at`. */
 interface Prepared {
@@ -124,7 +117,7 @@ interface PrepRequest {
 }
 
 /** prepareLinks calls at once: the pool's four threads, and no queue there in front of a section's call. */
-const PREP_CALLS = 4;
+const PREP_CALLS = 2;
 /** Groups per prepareLinks call at most. */
 const PREP_GROUPS = 64;
 
@@ -322,7 +315,7 @@ const OUTCOME_SKIPS: Partial<Record<ReplaceOutcome, SkipReason>> = {
 };
 
 /** Takes in replaceNames' outcome for the names of target t (from name n on). */
-function recordTarget(ctx: LinkContext, u: Unit, t: Open, r: Awaited<ReturnType<typeof native.replaceNames>>, n: number, gone: boolean): void {
+function recordTarget(ctx: LinkContext, u: Unit, t: Open, r: ReturnType<typeof native.replaceNames>, n: number, gone: boolean): void {
   const names = t.inode.names;
   if (r.outcomes[n] === ReplaceOutcome.WriterWaiting) {
     skip(ctx, 'writer-waiting');
@@ -360,7 +353,7 @@ function recordTarget(ctx: LinkContext, u: Unit, t: Open, r: Awaited<ReturnType<
  * Step 4 for the units of one section: one replaceNames call for all their
  * targets, and one more after each hand-over on EMLINK.
  */
-async function linkUnits(ctx: LinkContext, dirs: SectionDirs, units: Unit[], add: AddToSection): Promise<void> {
+function linkUnits(ctx: LinkContext, dirs: SectionDirs, units: Unit[], add: AddToSection): void {
   let work = units.flatMap((u) => u.targets.map((t) => ({ u, t })));
   while (work.length > 0) {
     const fields = new Float64Array(work.length * REPLACE_TARGET_FIELDS);
@@ -376,7 +369,7 @@ async function linkUnits(ctx: LinkContext, dirs: SectionDirs, units: Unit[], add
         names.push(m.name);
       }
     });
-    const r = await native.replaceNames(fields, ids, Int32Array.from(dirFds), names, ctx.temps.prefix, ctx.temps.reserve(names.length));
+    const r = native.replaceNames(fields, ids, Int32Array.from(dirFds), names, ctx.temps.prefix, ctx.temps.reserve(names.length));
     let full = -1;
     for (let k = 0, n = 0; k < work.length && full < 0; n += work[k]!.t.inode.names.length, k++) {
       const { u, t } = work[k]!;
@@ -398,24 +391,30 @@ async function linkUnits(ctx: LinkContext, dirs: SectionDirs, units: Unit[], add
 }
 
 /**
- * What a section did to a unit, into the index in one synchronous step
+ * What a section did to its units, into the index in one synchronous step
  * after the section (flags set again): run.ts commits between steps, so no
  * commit holds a directory's new stamp without the names that moved it, and
  * the stamps move in the order the sections made them.
  */
-function indexUnit(ctx: LinkContext, u: Unit): void {
-  for (const [dir, before, after] of u.restamps) ctx.index.restamp(dir, before, after);
-  ctx.index.rememberReplaced(u.replaced);
-  for (const m of u.masters) {
-    const added = u.added.get(m)!;
-    const gone = m === u.current ? u.gone : [];
-    if (added.length === 0 && gone.length === 0) continue;
-    ctx.index.linked(native.fstat(m.fd), isImmutable(inodeFlags(m.fd)), added, gone);
-    u.added.set(m, []);
+function indexUnits(ctx: LinkContext, units: Unit[]): void {
+  const changed = units.flatMap((u) => u.masters.filter((m) => u.added.get(m)!.length > 0 || (m === u.current && u.gone.length > 0))
+    .map((m) => ({ u, m })));
+  const s = native.inodeStates(Int32Array.from(changed, ({ m }) => m.fd), false);
+  for (const u of units) {
+    for (const [dir, before, after] of u.restamps) ctx.index.restamp(dir, before, after);
+    ctx.index.rememberReplaced(u.replaced);
   }
-  u.restamps = [];
-  u.replaced = [];
-  u.gone = [];
+  changed.forEach(({ u, m }, k) => {
+    const f = s.facts.subarray(4 * k, 4 * k + 4);
+    ctx.index.linked({ dev: m.st.dev, ino: m.st.ino, nlink: f[0]!, ctimeSec: f[1]!, ctimeNsec: f[2]! }, isImmutable(f[3]! < 0 ? null : f[3]!),
+      u.added.get(m)!, m === u.current ? u.gone : []);
+    u.added.set(m, []);
+  });
+  for (const u of units) {
+    u.restamps = [];
+    u.replaced = [];
+    u.gone = [];
+  }
 }
 
 /**
@@ -477,7 +476,7 @@ export class Linker {
     const dirs = new SectionDirs(ctx);
     try {
       await withMutableFds(entries, (add) => linkUnits(ctx, dirs, units, add));
-      for (const u of units) indexUnit(ctx, u);
+      indexUnits(ctx, units);
     } catch (err) {
       for (const b of batch) b.failed(err);
       return;
@@ -488,6 +487,7 @@ export class Linker {
         release(ctx, u.targets.filter((t) => !u.masters.includes(t)).map((t) => t.fd));
         u.targets = [];
       }
+      ctx.closer.flush();
     }
     for (const b of batch) b.done();
   }

@@ -13,6 +13,7 @@ import { DEFAULT_EXCLUDES, excluder } from './exclude.js';
 import type { GroupQueries } from './groups.js';
 import type { HashCounts } from './hash.js';
 import { UnifyIndex } from './index.js';
+import { Closer } from './closer.js';
 import type { LinkContext, LinkCounts } from './link.js';
 import { takeJobLock } from './lock.js';
 import { randomToken, TempNames } from './token.js';
@@ -234,7 +235,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
         phases.group = elapsed(started);
         state.phase = 'linking';
         const ctx: LinkContext = { index: idx, roots: rootsById, dryRun, predicate: { ignoreMtime: opts.ignoreMtime ?? false },
-          counts: linked, temps, closing: [], transient: 0 };
+          counts: linked, temps, closer: new Closer(), transient: 0 };
         await linkGroups(ctx, queries, roots, opts.linkMax, () => groupsDone++);
         phases.link = elapsed(started);
         // Every planned link made and nothing left to retry: the index now describes a settled state.
@@ -295,8 +296,8 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
 const GROUPS_IN_FLIGHT = 512;
 /** Groups read from the index at a time. */
 const PAGE_GROUPS = 256;
-/** Close calls left running before the loop waits for them (each holds descriptors until it is done). */
-const CLOSING_CALLS = 1024;
+/** Descriptors left to close before the loop waits for the closing threads. */
+const CLOSING_FDS = 512;
 
 async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[], linkMaxOption: number | undefined,
   onGroup: () => void): Promise<void> {
@@ -334,10 +335,11 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
     // At most a page waits to start: memory stays bounded however many groups there are.
     if (queue.size >= PAGE_GROUPS) await queue.onSizeLessThan(PAGE_GROUPS);
     ctx.index.commitIfDue();
-    if (ctx.closing.length > CLOSING_CALLS) await Promise.all(ctx.closing.splice(0));
+    ctx.closer.flush();
+    if (ctx.closer.backlog > CLOSING_FDS) await ctx.closer.drained(CLOSING_FDS / 2);
   }
   await queue.onIdle();
-  await Promise.all(ctx.closing.splice(0));
+  await ctx.closer.drained();
   ctx.index.commit();
   if (failure !== undefined) throw failure;
 }

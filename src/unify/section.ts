@@ -89,7 +89,7 @@ import { appendFileSync, closeSync, existsSync, fdatasyncSync, fstatSync, fsyncS
 import { dirname, join } from 'node:path';
 import { native, C, type NativeError } from '../../native/index.js';
 import { stateDir } from '../vefs/state.js';
-import { inodeFlags, isImmutable, setImmutable } from './flags.js';
+import { setImmutable } from './flags.js';
 import { jobRunning } from './lock.js';
 import { randomToken } from './token.js';
 
@@ -104,6 +104,7 @@ interface JournalEntry {
   path: string;
   dev: string;
   ino: string;
+  /** null: no handles on this filesystem; the repair falls back to the path. */
   handle: string | null;
   flagged: boolean;
   nlink: number;
@@ -138,14 +139,6 @@ const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** The flag rule of the header, shared by the section and the repair. */
 export function keepsFlag(flagged: boolean, before: number, after: number): boolean {
   return flagged ? after > 1 || (after === before && after > 0) : after > before && after > 1;
-}
-
-function handleOf(fd: number): string | null {
-  try {
-    return native.nameToHandleAt(fd, '', C.AT_EMPTY_PATH).handle.toString('hex');
-  } catch {
-    return null; // no handles on this filesystem: the repair falls back to the path
-  }
 }
 
 // In-process queue in front of the flock: one description per process takes
@@ -312,45 +305,63 @@ export type AddToSection = (entry: MutableEntry) => void;
 export async function withMutableFds<T>(entries: MutableEntry[], fn: (add: AddToSection) => Promise<T> | T): Promise<T> {
   return underHostLock(async () => {
     repairLocked();
-    const inodes = new Map<string, { fd: number; flagged: boolean; nlink: number }>();
-    /** The journal entry of an inode new to the section, else null. */
-    const enter = (e: MutableEntry): JournalEntry | null => {
-      const st = native.fstat(e.fd);
-      const key = `${st.dev}:${st.ino}`;
-      if (inodes.has(key)) return null;
-      const flagged = isImmutable(inodeFlags(e.fd));
-      inodes.set(key, { fd: e.fd, flagged, nlink: st.nlink });
-      const dev = String(st.dev);
-      if (deferring && !deferredFs.has(dev)) deferredFs.set(dev, native.openat(C.AT_FDCWD, `/proc/self/fd/${e.fd}`, C.O_RDONLY | C.O_NONBLOCK, 0));
-      return { path: e.path, dev, ino: String(st.ino), handle: handleOf(e.fd), flagged, nlink: st.nlink };
+    const inodes = new Map<string, { fd: number; flagged: boolean; nlink: number; flags: number }>();
+    /** Journal entries of the inodes new to the section (one addon call for all: a section opens hundreds). */
+    const enter = (list: MutableEntry[]): JournalEntry[] => {
+      const s = native.inodeStates(Int32Array.from(list, (e) => e.fd), true);
+      const journaled: JournalEntry[] = [];
+      list.forEach((e, k) => {
+        const dev = String(s.ids[2 * k]);
+        const ino = String(s.ids[2 * k + 1]);
+        const key = `${dev}:${ino}`;
+        if (inodes.has(key)) return;
+        const flags = s.facts[4 * k + 3]!;
+        const flagged = flags >= 0 && (flags & C.FS_IMMUTABLE_FL) !== 0;
+        const nlink = s.facts[4 * k]!;
+        inodes.set(key, { fd: e.fd, flagged, nlink, flags });
+        if (deferring && !deferredFs.has(dev)) deferredFs.set(dev, native.openat(C.AT_FDCWD, `/proc/self/fd/${e.fd}`, C.O_RDONLY | C.O_NONBLOCK, 0));
+        journaled.push({ path: e.path, dev, ino, handle: s.handles![k]!, flagged, nlink });
+      });
+      return journaled;
     };
-    const line = (journaled: (JournalEntry | null)[]): JournalLine =>
-      ({ holder, deferred: deferring, entries: journaled.filter((j): j is JournalEntry => j !== null) });
-    const start = appendJournal(line(entries.map(enter)));
+    const line = (entries: JournalEntry[]): JournalLine => ({ holder, deferred: deferring, entries });
+    /** Clears the flag of the journaled inodes that have it. */
+    const open = (entries: JournalEntry[]): void => {
+      const flagged = entries.filter((j) => j.flagged).map((j) => inodes.get(`${j.dev}:${j.ino}`)!);
+      const err = native.setflagsEach(Int32Array.from(flagged, (i) => i.fd), Float64Array.from(flagged, (i) => (i.flags & ~C.FS_IMMUTABLE_FL) >>> 0));
+      if (err !== null) throw err;
+    };
+    const first = enter(entries);
+    const start = appendJournal(line(first));
     const cleared = now();
     let failed: unknown;
     const add: AddToSection = (e) => {
-      const entry = enter(e);
-      if (entry === null) return;
-      appendJournal(line([entry]));
-      if (entry.flagged) setImmutable(e.fd, false);
+      const entry = enter([e]);
+      if (entry.length === 0) return;
+      appendJournal(line(entry));
+      open(entry);
     };
     try {
-      for (const i of inodes.values()) if (i.flagged) setImmutable(i.fd, false);
+      open(first);
       return await fn(add);
     } finally {
       if (++sectionCount === Number(process.env.VEFS_TEST_SECTION_KILL)) process.kill(process.pid, 'SIGKILL');
       const flagged: number[] = [];
       const unsealed: string[] = [];
-      for (const [key, i] of inodes) {
-        try {
-          if (keepsFlag(i.flagged, i.nlink, native.fstat(i.fd).nlink)) {
-            setImmutable(i.fd, true);
+      const list = [...inodes];
+      try {
+        const s = native.inodeStates(Int32Array.from(list, ([, i]) => i.fd), false);
+        const want = new Float64Array(list.length).fill(-1);
+        list.forEach(([key, i], k) => {
+          const flags = s.facts[4 * k + 3]!;
+          if (keepsFlag(i.flagged, i.nlink, s.facts[4 * k]!)) {
             flagged.push(i.fd);
+            if (flags >= 0 && (flags & C.FS_IMMUTABLE_FL) === 0) want[k] = (flags | C.FS_IMMUTABLE_FL) >>> 0;
           } else if (i.flagged) unsealed.push(key);
-        } catch (err) {
-          failed ??= err;
-        }
+        });
+        failed = native.setflagsEach(Int32Array.from(list, ([, i]) => i.fd), want) ?? undefined;
+      } catch (err) {
+        failed = err;
       }
       noteUnsealed(unsealed);
       const window = now() - cleared;
