@@ -25,9 +25,12 @@
 // EMLINK the master is full: the target in hand becomes the master of the
 // rest of the group, as in util-linux hardlink.
 //
-// The system calls of steps 1 to 3 (prepareLinks) and of 4 and 5
-// (replaceNames) run in the addon on the thread pool (native/src/link.cc);
-// what they see is judged here.
+// The system calls run in the addon (native/src/link.cc) and what they see
+// is judged here: steps 1 to 3 for several groups per prepareLinks call on
+// the thread pool, 4 and 5 for a whole section in one replaceNames call on
+// this thread (on the pool it waited behind other work with the lock held),
+// and the closes, which free the replaced inodes' blocks, on the addon's
+// closing threads (closer.ts).
 import { native, C, PREP_FIELDS, PrepField as F, REPLACE_STAMP_FIELDS, REPLACE_TARGET_FIELDS, ReplaceOutcome,
   type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
@@ -72,7 +75,7 @@ export interface LinkContext {
 /** Target inodes of one group verified at a time (each holds a descriptor and a lease until linked). */
 const VERIFY_CHUNK = 16;
 /** A section links at most about this many target inodes. */
-const BATCH_TARGETS = 256;
+const BATCH_TARGETS = 512;
 
 /** What prepareLinks saw of an inode once it had it open. */
 interface Seen extends FileFacts {

@@ -1,6 +1,6 @@
 // May two files become one inode? A pure decision over what a VE can observe
 // of a file apart from st_ino, st_nlink and st_ctime. Content is compared
-// afterwards, and last (verify.ts), because it is the costly part.
+// afterwards, and last (prepareLinks, link.ts), because it is the costly part.
 //
 // Not compared: atime (reading moves it, and no tool keeps it; the kept
 // inode's atime is what every name shows) and ctime (any link changes it).

@@ -286,12 +286,11 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
 }
 
 /**
- * Groups in flight while linking: enough for two sections' batches (256
- * targets each) when each group has one target, as in a new VE, so that one
- * batch is opened and compared while the other is linked (each section costs
- * a lock round and a journal fdatasync; with 64 in flight, adding a Debian VE
- * took 132 sections), few enough that the descriptors held stay in the low
- * thousands (a master and up to 16 targets each).
+ * Groups in flight while linking: enough that, when each group has one
+ * target (a new VE), one section's batch (512 targets, link.ts) is linked
+ * while the next one's groups are opened and compared; few enough that the
+ * descriptors held stay in the low thousands (a master and up to 16 targets
+ * each).
  */
 const GROUPS_IN_FLIGHT = 512;
 /** Groups read from the index at a time. */
