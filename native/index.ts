@@ -47,6 +47,8 @@ export const enum PrepField {
   Flags, LeaseErr, HasXattrs, Verdict, NowSize, NowMtimeSec, NowMtimeNsec,
 }
 export const PREP_FIELDS = 18;
+/** A prepareLinks row's verdict (native/src/vefs.h CompareOutcome; -1: not compared). */
+export const enum Verdict { NotCompared = -1, Same, Differs, Short, WriterWaiting }
 
 /** A name's outcome in replaceNames (native/src/link.cc NameOutcome). */
 export const enum ReplaceOutcome { Done, Changed, Full, OtherMount, WriterWaiting, NotReached }

@@ -31,7 +31,7 @@
 // this thread (on the pool it waited behind other work with the lock held),
 // and the closes, which free the replaced inodes' blocks, on the addon's
 // closing threads (closer.ts).
-import { native, C, PREP_FIELDS, PrepField as F, REPLACE_STAMP_FIELDS, REPLACE_TARGET_FIELDS, ReplaceOutcome,
+import { native, C, PREP_FIELDS, PrepField as F, REPLACE_STAMP_FIELDS, REPLACE_TARGET_FIELDS, ReplaceOutcome, Verdict,
   type NativeError } from '../../native/index.js';
 import { beneath, child } from './bytes.js';
 import type { Closer } from './closer.js';
@@ -119,7 +119,7 @@ interface PrepRequest {
   reject: (err: unknown) => void;
 }
 
-/** prepareLinks calls at once: the pool's four threads, and no queue there in front of a section's call. */
+/** prepareLinks calls at once: two of the pool's four threads. */
 const PREP_CALLS = 2;
 /** Groups per prepareLinks call at most. */
 const PREP_GROUPS = 64;
@@ -127,9 +127,10 @@ const PREP_GROUPS = 64;
 /**
  * Gathers the groups' requests into few prepareLinks calls: a call per
  * group cost the event loop ~40 us (an async work item and its promise).
- * At most PREP_CALLS run at once, since the thread pool serves first come
- * first: a section's replaceNames (the lock held) and the closes must not
- * wait behind hundreds of these. Requests made meanwhile go in the next call.
+ * At most PREP_CALLS run at once: with the event loop they keep two cores
+ * busy, and the pool, which serves first come first, keeps threads free for
+ * what must not queue behind them (the section lock's wait, fsyncs).
+ * Requests made meanwhile go in the next call.
  */
 class Preparer {
   private waiting: PrepRequest[] = [];
@@ -227,9 +228,9 @@ function acceptTarget(ctx: LinkContext, g: GroupKey, master: Open, r: Prepared, 
   const verdict = f[at + F.Verdict];
   // The comparison watched the leases while it read; replaceNames looks once more just before linking.
   const why: SkipReason | null = mayLink(master.st, t.st, ctx.predicate)
-    ?? (verdict === 3 ? 'writer-waiting'
+    ?? (verdict === Verdict.WriterWaiting ? 'writer-waiting'
       : f[at + F.NowSize] !== t.st.size || f[at + F.NowMtimeSec] !== t.st.mtimeSec || f[at + F.NowMtimeNsec] !== t.st.mtimeNsec
-        ? 'changed' : verdict !== 0 ? 'content-differs' : null);
+        ? 'changed' : verdict !== Verdict.Same ? 'content-differs' : null);
   if (why === null) return t;
   skip(ctx, why);
   release(ctx, [t.fd]);
