@@ -38,6 +38,13 @@ ssize_t ReadFull(int fd, char* buf, size_t len, off_t pos) {
   return static_cast<ssize_t>(done);
 }
 
+int OpenBeneath(int root, const char* path) {
+  open_how how{};
+  how.flags = O_RDONLY | O_NOFOLLOW | O_NOATIME | O_NONBLOCK | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV;
+  return static_cast<int>(RetryEintr([&] { return syscall(SYS_openat2, root, path, &how, sizeof how); }));
+}
+
 // While a lease is being broken F_GETLEASE answers the type it is broken to.
 bool LeaseHeld(int fd) { return fcntl(fd, F_GETLEASE) == F_RDLCK; }
 
@@ -110,10 +117,7 @@ class HashWorker : public Napi::AsyncWorker {
     XXH3_state_t state;
     for (size_t i = 0; i < items_.size(); i++) {
       const HashItem& f = items_[i];
-      open_how how{};
-      how.flags = O_RDONLY | O_NOFOLLOW | O_NOATIME | O_NONBLOCK | O_CLOEXEC;
-      how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV;
-      int fd = static_cast<int>(RetryEintr([&] { return syscall(SYS_openat2, f.root, f.path.c_str(), &how, sizeof how); }));
+      int fd = OpenBeneath(f.root, f.path.c_str());
       if (fd < 0) {
         if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR || errno == EXDEV || errno == EAGAIN) continue;
         fail_ = {errno, "openat2"};

@@ -13,10 +13,8 @@
 //   synchronously (see Replacer).
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -64,15 +62,11 @@ class PrepareWorker : public Napi::AsyncWorker {
  private:
   double* Row(size_t i) { return &facts_[i * kPrepFields]; }
 
-  // Opened as unify opens everything below a ROOT (no symlinks, no '..', no
-  // other mount), read-only without touching atime; then its stat, flags,
-  // whether it has xattrs, and the read lease. false: the whole call fails.
+  // Opened beneath its ROOT (OpenBeneath); then its stat, flags, whether it
+  // has xattrs, and the read lease. false: the whole call fails.
   bool Open(size_t i) {
     double* row = Row(i);
-    open_how how{};
-    how.flags = O_RDONLY | O_NOFOLLOW | O_NOATIME | O_NONBLOCK | O_CLOEXEC;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV;
-    int fd = static_cast<int>(RetryEintr([&] { return syscall(SYS_openat2, roots_[i], paths_[i].c_str(), &how, sizeof how); }));
+    int fd = OpenBeneath(roots_[i], paths_[i].c_str());
     if (fd < 0) {
       // EAGAIN: openat2 met a concurrent rename below the ROOT.
       if (MovedAway(errno) || errno == EAGAIN) {

@@ -53,6 +53,11 @@ struct DirentView {
 // reading it whole with getdents64 from its start (dir.cc).
 void ForEachDirent(Napi::Env env, int fd, const std::function<void(const DirentView&)>& fn);
 
+// Opens a file below a ROOT as unify opens everything there: no symlinks, no
+// '..' above it, no other mount; read-only, without touching its atime, never
+// blocking on a FIFO (compare.cc). -1 with errno on failure.
+int OpenBeneath(int root, const char* path);
+
 // pread until len bytes or the end of the file; -1 with errno on failure.
 ssize_t ReadFull(int fd, char* buf, size_t len, off_t pos);
 
