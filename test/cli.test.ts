@@ -1,7 +1,7 @@
 // Bad input to `vefs mount` and `vefs umount`: one clear message that names
 // the problem, a non-zero exit, and nothing touched.
 import test from 'ava';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { withScratch, leftoverMounts } from './helpers/mounts.js';
 import { vefs } from './helpers/vefs.js';
@@ -137,4 +137,21 @@ test('umount refuses a mount that is in use, and works once it is free', async (
   await gone;
   t.is((await vefs(l.s.stateDir, 'umount', l.mnt)).code, 0);
   t.deepEqual(leftoverMounts(l.s.base), []);
+});
+
+test('clients that race to start the server start one; a second server started by hand is refused', async (t) => {
+  const s = withScratch(t, 'vefs-cli-race');
+  const tpl = s.dir('template');
+  writeFileSync(join(tpl, 'f'), 'x');
+  const ves = [1, 2, 3, 4, 5, 6].map((n) => ({ priv: s.dir(`private${n}`), mnt: s.dir(`mnt${n}`), work: join(s.base, `work${n}`) }));
+  const results = await Promise.all(ves.map((v) => vefs(s.stateDir, 'mount', '--template', tpl, '--private', v.priv, '--work', v.work, v.mnt)));
+  t.deepEqual(results.map((r) => r.code), ves.map(() => 0), results.map((r) => r.stderr).join(''));
+  t.is(leftoverMounts(s.base).length, ves.length);
+  const log = readFileSync(join(s.stateDir, 'server.log'), 'utf8');
+  t.is(log.match(/listening on/g)?.length, 1, log);
+  const again = await vefs(s.stateDir, 'server');
+  t.is(again.code, 1);
+  t.regex(again.stderr, /another VEFS server runs or is starting/);
+  for (const v of ves) t.is((await vefs(s.stateDir, 'umount', v.mnt)).code, 0);
+  t.deepEqual(leftoverMounts(s.base), []);
 });

@@ -9,6 +9,10 @@ export function stateDir(): string {
 export const socketPath = (): string => join(stateDir(), 'server.sock');
 export const logPath = (): string => join(stateDir(), 'server.log');
 export const pidPath = (): string => join(stateDir(), 'server.pid');
+/** Held by the running server for its whole life (flock). */
+export const serverLockPath = (): string => join(stateDir(), 'server.lock');
+/** Held by a client while it starts a server, so that racing clients start one between them. */
+export const startLockPath = (): string => join(stateDir(), 'server-start.lock');
 export const holderSocketPath = (): string => join(stateDir(), 'holder.sock');
 /** Per kernel-binding mount: its config and its node ID journal, for a server that takes over. */
 export const sessionsDir = (): string => join(stateDir(), 'sessions');
