@@ -144,7 +144,6 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     idx.startRun(runId);
     const unfinished = idx.unfinishedRuns(runId);
     const temps = new TempNames(`.vefs-unify.${runId}.`);
-    const tempName = (): string => temps.next();
     // Leases signal their holder when a writer wants the file; we poll instead (link.ts).
     process.on('SIGIO', ignoreSigio);
 
@@ -208,7 +207,7 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
     let groups = { groups: 0, alreadyLinked: 0 };
     if (revert) {
       state.phase = 'reverting';
-      await revert.revertShared(idx, rootsById, dryRun, tempName, reverted);
+      await revert.revertShared(idx, rootsById, dryRun, () => temps.next(), reverted);
       idx.dropOrphans();
     } else {
       changed += idx.pruneUnseen() + leftoversRemoved;
@@ -308,9 +307,9 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
   for (const r of roots) linkMax.set(r.dev, linkMaxOption ?? LINK_MAX.get(native.fstatfs(r.fd).type) ?? 65_000);
   const queue = new PQueue({ concurrency });
   let failure: unknown;
-  // Each group writes its index updates in one synchronous step when it is done (link.ts), so a commit
-  // between two pages never holds half of a group, and the pages follow each other without draining the
-  // queue: the next page's groups are opened and compared while the last ones are linked.
+  // Each section writes its index updates in one synchronous step after it (link.ts indexUnits), so a
+  // commit between two pages never holds half of one, and the pages follow each other without draining
+  // the queue: the next page's groups are opened and compared while the last ones are linked.
   ctx.index.batch();
   for (let after = 0; failure === undefined;) {
     const page = queries.page(after, PAGE_GROUPS);
