@@ -1,13 +1,14 @@
 // One process carries every VE root, so its crash must not take the VEs
 // down: kill -9 of the server under 20 busy kernel-binding mounts, a new
 // server takes them over (descriptor holder, node ID journal, resent
-// requests), and the VEs see a stall, never an error.
+// requests), and the VEs see a stall, never an error. Mounts made and
+// unmade at once share one descriptor holder, which is gone after the last.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { leftoverMounts, mountVefs, vefsCli, withScratch, VEFS_CLI } from './helpers/mounts.js';
+import { holderPids, leftoverMounts, mountVefs, vefsCli, withScratch, VEFS_CLI, type Mounted } from './helpers/mounts.js';
 import type { Status } from '../src/vefs/control.js';
 
 const MOUNTS = 20;
@@ -83,4 +84,41 @@ test('kill -9 of the server under 20 busy mounts: a new server takes over, the V
   t.is(status.mounts.length, MOUNTS, 'and serves every mount');
   const took = fs.readFileSync(path.join(s.stateDir, 'server.log'), 'utf8').split('\n').filter((l) => l.includes('took over'));
   t.is(took.length, MOUNTS);
+});
+
+/** The holders of a state dir, once one that a drop emptied has had time to exit. */
+async function holders(stateDir: string): Promise<number[]> {
+  for (let i = 0; i < 50 && holderPids(stateDir).length > 1; i++) await sleep(100);
+  return holderPids(stateDir);
+}
+
+test('mounts made and unmade at once share one descriptor holder, which exits after the last umount', async (t) => {
+  const s = withScratch(t, 'vefs-holder');
+  const tpl = s.dir('tpl');
+  fs.writeFileSync(path.join(tpl, 'motd'), 'template motd\n');
+  const mount = (i: number): Promise<Mounted> => mountVefs({ templates: [tpl], privateDir: s.dir(`priv${i}`),
+    workDir: path.join(s.base, `work${i}`), mountpoint: s.dir(`mnt${i}`), stateDir: s.stateDir, binding: 'kernel' });
+  const batch = (round: number): Promise<Mounted[]> => Promise.all(Array.from({ length: 8 }, (_, i) => mount(round * 8 + i)));
+  // Eight clients wait on the server's start and then mount at once, with no
+  // holder yet: they race to start one. Three times, with a new server each.
+  let mounted: Mounted[] = [];
+  for (let round = 0; round < 3; round++) {
+    mounted = await batch(round);
+    t.is((await holders(s.stateDir)).length, 1, `round ${round}: eight mounts made at once, one holder`);
+    await Promise.all(mounted.map((m) => m.unmount()));
+    await vefsCli(s.stateDir, 'shutdown');
+  }
+  // The next eight go on while the last eight come off: a drop that empties
+  // the holder races their holds.
+  mounted = await batch(3);
+  const next = batch(4);
+  await Promise.all(mounted.map((m) => m.unmount()));
+  mounted = await next;
+  for (const m of mounted) t.is(fs.readFileSync(path.join(m.mountpoint, 'motd'), 'utf8'), 'template motd\n');
+  t.is((await holders(s.stateDir)).length, 1, 'one holder after the overlap');
+  const status = JSON.parse(await vefsCli(s.stateDir, 'status', '--json')) as Status;
+  t.is(status.mounts.length, 8);
+  await Promise.all(mounted.map((m) => m.unmount()));
+  for (let i = 0; i < 50 && holderPids(s.stateDir).length > 0; i++) await sleep(100);
+  t.deepEqual(holderPids(s.stateDir), [], 'no holder is left once nothing is mounted');
 });

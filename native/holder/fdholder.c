@@ -12,7 +12,9 @@
 //   drop NAME          close it (the mount is gone)
 //   list               "pid P", then "NAME FD" per descriptor, then "end"
 // NAME is the mountpoint, with no space or newline (the server escapes it).
-// It exits once it holds nothing after a drop.
+// It exits once it holds nothing after a drop, taking its socket's name away
+// before it answers, so the next mount starts a holder of its own. A holder
+// never takes the name from another that still answers on it.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -31,6 +33,7 @@ static struct {
   int fd;
 } held[MAX_HELD];
 static int nheld;
+static const char* socket_path;
 
 static int take(pid_t pid, int fd) {
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -74,6 +77,7 @@ static void serve(int conn) {
       held[i] = held[--nheld];
       break;
     }
+    if (nheld == 0) unlink(socket_path);
     dprintf(conn, "ok\n");
     if (nheld == 0) exit(0);
   } else if (strcmp(line, "list") == 0) {
@@ -98,6 +102,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   strcpy(addr.sun_path, argv[1]);
+  socket_path = argv[1];
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0 && connect(probe, (struct sockaddr*)&addr, sizeof addr) == 0) {
+    fprintf(stderr, "vefs-fdholder: another holder answers on %s\n", argv[1]);
+    return 1;
+  }
+  if (probe >= 0) close(probe);
   unlink(argv[1]);
   if (s < 0 || bind(s, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(s, 16) < 0) {
     perror("vefs-fdholder");

@@ -26,8 +26,23 @@ function ask(command: string): Promise<string[]> {
   });
 }
 
+// One holder command at a time: mounts made at once must share one holder (a
+// second would take over the socket and leave the first, unreachable, holding
+// devices for ever), and a holder that a drop emptied must be gone before the
+// next mount looks for one.
+let queue: Promise<unknown> = Promise.resolve();
+
+function serial<T>(command: () => Promise<T>): Promise<T> {
+  const done = queue.then(command);
+  queue = done.catch(() => undefined);
+  return done;
+}
+
 async function started(): Promise<void> {
-  if (await ask('list').then(() => true, () => false)) return;
+  if (!(await ask('list').then(() => true, () => false))) await spawnHolder();
+}
+
+async function spawnHolder(): Promise<void> {
   const child = spawn(HOLDER, [holderSocketPath()], { detached: true, stdio: ['ignore', 'pipe', 'ignore'], cwd: '/' });
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
@@ -40,20 +55,22 @@ async function started(): Promise<void> {
 }
 
 /** Has the holder keep a copy of this process's descriptor fd for the mount. */
-export async function hold(mountpoint: string, fd: number): Promise<void> {
-  await started();
-  const [reply] = await ask(`hold ${process.pid} ${fd} ${nameOf(mountpoint)}`);
-  if (!reply?.startsWith('ok')) throw new VefsError('EIO', `the descriptor holder refused ${mountpoint}: ${reply}`);
+export function hold(mountpoint: string, fd: number): Promise<void> {
+  return serial(async () => {
+    await started();
+    const [reply] = await ask(`hold ${process.pid} ${fd} ${nameOf(mountpoint)}`);
+    if (!reply?.startsWith('ok')) throw new VefsError('EIO', `the descriptor holder refused ${mountpoint}: ${reply}`);
+  });
 }
 
 /** The mount is gone: the holder lets go of its device (and exits when it holds nothing). */
-export async function drop(mountpoint: string): Promise<void> {
-  await ask(`drop ${nameOf(mountpoint)}`).catch(() => undefined);
+export function drop(mountpoint: string): Promise<void> {
+  return serial(() => ask(`drop ${nameOf(mountpoint)}`).then(() => undefined, () => undefined));
 }
 
 /** What the holder keeps: its pid and, per mountpoint, its descriptor number there. Empty when none runs. */
 export async function held(): Promise<{ pid: number; devices: Map<string, number> }> {
-  const lines = await ask('list').catch(() => [] as string[]);
+  const lines = await serial(() => ask('list').catch(() => [] as string[]));
   const devices = new Map<string, number>();
   let pid = 0;
   for (const line of lines) {

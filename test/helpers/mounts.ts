@@ -173,17 +173,26 @@ export async function shutdownVefs(stateDir: string): Promise<void> {
 /** Pids of processes running with this VEFS_STATE_DIR (the server a test started) or holding its descriptors. */
 function vefsServerPids(stateDir: string): number[] {
   const wanted = `VEFS_STATE_DIR=${stateDir}`;
+  return [...new Set([...pidsWhere((pid) => readArgs(`/proc/${pid}/environ`).includes(wanted)), ...holderPids(stateDir)])];
+}
+
+/** Pids of the descriptor holders started for this state dir. */
+export function holderPids(stateDir: string): number[] {
   const holder = path.join(stateDir, 'holder.sock');
+  return pidsWhere((pid) => readArgs(`/proc/${pid}/cmdline`).includes(holder));
+}
+
+function pidsWhere(mine: (pid: string) => boolean): number[] {
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((pid) => {
     try {
-      const mine = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(wanted)
-        || fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes(holder);
-      return mine ? [Number(pid)] : [];
+      return mine(pid) ? [Number(pid)] : [];
     } catch {
       return []; // exited meanwhile, or not ours to read
     }
   });
 }
+
+const readArgs = (file: string): string[] => fs.readFileSync(file, 'latin1').split('\0');
 
 export interface Scratch {
   /** Fresh directory under os.tmpdir(), mode 0755 so a non-root user can traverse it. */
