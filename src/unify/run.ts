@@ -315,13 +315,14 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
     const page = queries.page(after, PAGE_GROUPS);
     if (page.length === 0) break;
     after = page[page.length - 1]!.key.rowid;
-    for (const { key: g, members } of page) {
+    const plans = page.map(({ key: g, inodes }) => ({ g, plan: planGroup(inodes, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000) }));
+    for (const { g, plan } of plans) {
+      const links = plan.links.map((l) => ({ master: l.master, targets: queries.targets(g.dev, l.targets) }));
+      if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
       void queue.add(async () => {
         linker?.enter();
         try {
-          const plan = planGroup(members, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
-          if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
-          for (const l of plan.links) await linkInto(ctx, linker, g, l.master, l.targets);
+          for (const l of links) await linkInto(ctx, linker, g, l.master, l.targets);
         } catch (err) {
           failure ??= err;
         } finally {
