@@ -72,9 +72,9 @@ export interface LinkContext {
 }
 
 /** Target inodes of one group verified at a time (each holds a descriptor and a lease until linked). */
-const VERIFY_CHUNK = 16;
+export const VERIFY_CHUNK = 16;
 /** A section links at most about this many target inodes. */
-const BATCH_TARGETS = 512;
+export const BATCH_TARGETS = 512;
 
 /** What prepareLinks saw of an inode once it had it open. */
 interface Seen extends FileFacts {

@@ -284,32 +284,52 @@ export async function unify(opts: UnifyOptions): Promise<UnifyReport> {
   }
 }
 
-/**
- * Groups in flight while linking: enough that, when each group has one
- * target (a new VE), one section's batch (512 targets, link.ts) is linked
- * while the next one's groups are opened and compared; few enough that the
- * descriptors held stay in the low thousands (a master and up to 16 targets
- * each).
- */
-const GROUPS_IN_FLIGHT = 512;
 /** Groups read from the index at a time. */
 const PAGE_GROUPS = 256;
 /** Descriptors left to close before the loop waits for the closing threads. */
 const CLOSING_FDS = 512;
 
+/**
+ * Targets in flight while linking, each holding a descriptor and a lease:
+ * two sections' batches, so that while one is linked on this thread the
+ * next is opened and compared on the pool. Bounded in targets, not groups:
+ * a new VE's groups have one target each, a first run's one per VE.
+ */
+class InFlight {
+  private used = 0;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  /** Waits for room for n more; a group larger than the limit goes alone. */
+  async take(n: number): Promise<void> {
+    while (this.used > 0 && this.used + n > this.limit) await new Promise<void>((r) => (this.wake = r));
+    this.used += n;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  async drained(): Promise<void> {
+    while (this.used > 0) await new Promise<void>((r) => (this.wake = r));
+  }
+}
+
 async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[], linkMaxOption: number | undefined,
   onGroup: () => void): Promise<void> {
-  const concurrency = GROUPS_IN_FLIGHT;
-  const [{ default: PQueue }, { Linker, linkInto }, { planGroup }] = await Promise.all([import('p-queue'), import('./link.js'),
-    import('./plan.js')]);
+  const [{ Linker, linkInto, BATCH_TARGETS, VERIFY_CHUNK }, { planGroup }] = await Promise.all([import('./link.js'), import('./plan.js')]);
   const linker = ctx.dryRun ? null : new Linker(ctx);
   const linkMax = new Map<bigint, number>();
   for (const r of roots) linkMax.set(r.dev, linkMaxOption ?? LINK_MAX.get(native.fstatfs(r.fd).type) ?? 65_000);
-  const queue = new PQueue({ concurrency });
+  const inFlight = new InFlight(2 * BATCH_TARGETS);
   let failure: unknown;
   // Each section writes its index updates in one synchronous step after it (link.ts indexUnits), so a
-  // commit between two pages never holds half of one, and the pages follow each other without draining
-  // the queue: the next page's groups are opened and compared while the last ones are linked.
+  // commit between two pages never holds half of one, and the pages follow each other without draining:
+  // the next page's groups are opened and compared while the last ones are linked.
   ctx.index.batch();
   for (let after = 0; failure === undefined;) {
     const page = queries.page(after, PAGE_GROUPS);
@@ -317,27 +337,30 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
     after = page[page.length - 1]!.key.rowid;
     const plans = page.map(({ key: g, inodes }) => ({ g, plan: planGroup(inodes, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000) }));
     for (const { g, plan } of plans) {
+      if (failure !== undefined) break;
       const links = plan.links.map((l) => ({ master: l.master, targets: queries.targets(g.dev, l.targets) }));
       if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
-      void queue.add(async () => {
-        linker?.enter();
+      // A group holds at most a chunk of its targets open at a time (link.ts).
+      const held = links.reduce((n, l) => n + Math.min(l.targets.length, VERIFY_CHUNK), 0);
+      await inFlight.take(held);
+      linker?.enter();
+      void (async () => {
         try {
           for (const l of links) await linkInto(ctx, linker, g, l.master, l.targets);
         } catch (err) {
           failure ??= err;
         } finally {
           linker?.leave();
+          inFlight.give(held);
           onGroup();
         }
-      });
+      })();
     }
-    // At most a page waits to start: memory stays bounded however many groups there are.
-    if (queue.size >= PAGE_GROUPS) await queue.onSizeLessThan(PAGE_GROUPS);
     ctx.index.commitIfDue();
     ctx.closer.flush();
     if (ctx.closer.backlog > CLOSING_FDS) await ctx.closer.drained(CLOSING_FDS / 2);
   }
-  await queue.onIdle();
+  await inFlight.drained();
   await ctx.closer.drained();
   ctx.index.commit();
   if (failure !== undefined) throw failure;
