@@ -14,38 +14,22 @@ export interface GroupKey {
   mtimeSec: number | null; mtimeNsec: number | null; names: number; inodes: number;
 }
 
-/** A name of an inode, under one of the run's ROOTs. */
 export interface Member {
-  id: number; dir: number; root: number; rel: string; name: string;
+  id: number; dir: number; root: number; rel: string; name: string; ino: bigint; nlink: number;
+  mtimeSec: number; mtimeNsec: number; template: boolean;
 }
 
-/**
- * An inode of a group: its link count when the walk saw it, how many of its
- * names are under the run's ROOTs, and the first of them (by the order they
- * were indexed), by which it is opened. Its other names are read only if it
- * is to give them up (GroupQueries.loadNames).
- */
-export interface GroupInode {
-  ino: bigint; nlink: number; mtimeSec: number; mtimeNsec: number; count: number; template: boolean; first: Member;
-  /** Every name under the run's ROOTs, once loaded. */
-  names: Member[] | null;
-}
-
-/** An inode that gives up its names: all of them loaded. */
-export type Target = GroupInode & { names: Member[] };
-
-type InodeRow = [number, string, number, number, number, number, number, number, string, number];
-type NameRow = [number, number, string];
+type MemberRow = [number, number, number, string, string, number, number, number];
 
 /** Where a directory is, for this run: null when its ROOT is not one of the run's. */
-type DirPlace = { root: number; rel: string } | null;
+type DirPlace = { root: number; rel: string; template: boolean } | null;
 
 /** Directories remembered by GroupQueries before it starts over (~100 bytes each). */
 const DIRS_KEPT = 100_000;
 
 export interface Group {
   key: GroupKey;
-  inodes: GroupInode[];
+  members: Member[];
 }
 
 // The names of inode i under this run's ROOTs. CROSS JOIN fixes the order (inode, then its names by
@@ -64,10 +48,9 @@ const PENDING = `FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
 export class GroupQueries {
   private readonly db: Database.Database;
   private readonly st;
-  private inodes: Database.Statement | null = null;
-  private names: Database.Statement | null = null;
-  // Directories are looked up once each, not joined into every name's row: a new VE's names are in a few
-  // hundred directories.
+  private members: Database.Statement | null = null;
+  // The members' directories are looked up once each, not joined into every row: a new VE's page is
+  // ~2,300 rows, eight in ten of them names of the same unified inodes, in a few hundred directories.
   private readonly dirs = new Map<number, DirPlace>();
   private readonly dirPlace: Database.Statement;
 
@@ -78,7 +61,7 @@ export class GroupQueries {
         AND (i.dev, i.ino) > (?, ?) GROUP BY i.dev, i.ino ORDER BY i.dev, i.ino LIMIT ?`).safeIntegers(true),
       setHash: this.db.prepare(`UPDATE inodes SET hash = ? WHERE dev = ? AND ino = ? AND size = ? AND mtime_s = ? AND mtime_ns = ?`),
     };
-    this.dirPlace = this.db.prepare(`SELECT d.root, d.rel FROM dirs d JOIN run_roots r ON r.root = d.root WHERE d.id = ?`).raw();
+    this.dirPlace = this.db.prepare(`SELECT d.root, d.rel, r.template FROM dirs d JOIN run_roots r ON r.root = d.root WHERE d.id = ?`).raw();
   }
 
   /** A page of inodes to hash, each with one of its names, after the inode (dev, ino). */
@@ -126,7 +109,7 @@ export class GroupQueries {
     return this.db.prepare(`SELECT COUNT(*) FROM grp WHERE inodes > 1`).pluck().get() as number;
   }
 
-  /** The next groups with more than one inode, each with its inodes, after group rowid `after`. */
+  /** The next groups with more than one inode, with their names, after group rowid `after`. */
   page(after: number, limit: number): Group[] {
     const keys = (this.db.prepare(`SELECT rowid, * FROM grp WHERE inodes > 1 AND rowid > ? ORDER BY rowid LIMIT ?`)
       .safeIntegers(true).all(after, limit) as Record<string, bigint | Buffer | null>[]).map((r): GroupKey => ({
@@ -136,51 +119,31 @@ export class GroupQueries {
       names: Number(r.names), inodes: Number(r.inodes),
     }));
     if (keys.length === 0) return [];
-    const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, inodes: [] }]));
-    // One row per inode, its names counted in SQL: a new VE's page is ~2,300 names but ~500 inodes, most
-    // of them kept inodes with a name in every VE, of which only the first is needed. With exactly one
-    // min(), SQLite takes the bare columns (dir, name) from the row that has it. Prepared once grp
-    // exists (build()).
-    this.inodes ??= this.db.prepare(`
-      SELECT g.rowid, CAST(i.ino AS TEXT), i.nlink, i.mtime_s, i.mtime_ns, COUNT(*), TOTAL(r.template), MIN(f.id), f.name, f.dir
+    const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, members: [] }]));
+    // Rows as arrays: the members of a page are tens of thousands of rows. Prepared once grp exists (build()).
+    this.members ??= this.db.prepare(`
+      SELECT g.rowid AS gid, f.id, f.dir, f.name, CAST(i.ino AS TEXT), i.nlink, i.mtime_s, i.mtime_ns
       FROM grp g CROSS JOIN inodes i INDEXED BY inodes_content ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash
         AND i.mode = g.mode AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
         AND (g.mtime_s IS NULL OR (i.mtime_s = g.mtime_s AND i.mtime_ns = g.mtime_ns))
-      ${IN_RUN('i', 'f', 'd', 'r')}
-      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ?
-      GROUP BY g.rowid, i.ino`).raw();
-    const rows = this.inodes.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as InodeRow[];
+      CROSS JOIN files f ON f.dev = i.dev AND f.ino = i.ino
+      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ?`).raw();
+    const rows = this.members.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as MemberRow[];
     if (this.dirs.size > DIRS_KEPT) this.dirs.clear();
-    for (const [gid, ino, nlink, mtimeSec, mtimeNsec, count, template, id, name, dir] of rows) {
-      const first = this.member(id, dir, name);
-      if (first === null) continue;
-      groups.get(gid)!.inodes.push({ ino: u64(BigInt(ino)), nlink, mtimeSec, mtimeNsec, count, template: template > 0, first,
-        names: count === 1 ? [first] : null });
+    for (const [gid, id, dir, name, ino, nlink, mtimeSec, mtimeNsec] of rows) {
+      const place = this.place(dir);
+      if (place !== null) groups.get(gid)!.members.push({ id, dir, root: place.root, rel: place.rel, name, ino: u64(BigInt(ino)), nlink, mtimeSec, mtimeNsec, template: place.template });
     }
+    // In the order the names were indexed, whatever order the query met them in.
+    for (const g of groups.values()) g.members.sort((a, b) => a.id - b.id);
     return [...groups.values()];
-  }
-
-  /**
-   * These inodes of device dev as targets: each with every name it has under
-   * the run's ROOTs (an inode with one name has it loaded already).
-   */
-  targets(dev: bigint, inodes: GroupInode[]): Target[] {
-    this.names ??= this.db.prepare(`SELECT id, dir, name FROM files WHERE dev = ? AND ino = ? ORDER BY id`).raw();
-    const st = this.names;
-    return inodes.map((i) => ({ ...i, names: i.names
-      ?? (st.all(i64(dev), i64(i.ino)) as NameRow[]).flatMap(([id, dir, name]) => this.member(id, dir, name) ?? []) }));
-  }
-
-  private member(id: number, dir: number, name: string): Member | null {
-    const place = this.place(dir);
-    return place === null ? null : { id, dir, root: place.root, rel: place.rel, name };
   }
 
   private place(dir: number): DirPlace {
     let place = this.dirs.get(dir);
     if (place === undefined) {
-      const row = this.dirPlace.get(dir) as [number, string] | undefined;
-      place = row === undefined ? null : { root: row[0], rel: row[1] };
+      const row = this.dirPlace.get(dir) as [number, string, number] | undefined;
+      place = row === undefined ? null : { root: row[0], rel: row[1], template: row[2] === 1 };
       this.dirs.set(dir, place);
     }
     return place;

@@ -36,8 +36,9 @@ import { native, C, PREP_FIELDS, PrepField as F, REPLACE_STAMP_FIELDS, REPLACE_T
 import { beneath, child } from './bytes.js';
 import type { Closer } from './closer.js';
 import { isImmutable } from './flags.js';
-import type { GroupInode, GroupKey, Member, Target } from './groups.js';
+import type { GroupKey, Member } from './groups.js';
 import type { UnifyIndex } from './index.js';
+import type { PlanInode } from './plan.js';
 import { mayLink, type FileFacts, type PredicateOptions } from './predicate.js';
 import { BENEATH, type Root } from './roots.js';
 import { stamp } from './scan.js';
@@ -84,8 +85,8 @@ interface Seen extends FileFacts {
   atimeNsec: number;
 }
 
-interface Open<I extends GroupInode = GroupInode> {
-  inode: I;
+interface Open {
+  inode: PlanInode;
   fd: number;
   st: Seen;
   /** Inode flags when opened (null: the filesystem has none); under the lease nothing else changes them. */
@@ -112,7 +113,7 @@ interface Prepared {
 
 interface PrepRequest {
   master: number;
-  inodes: GroupInode[];
+  inodes: PlanInode[];
   size: number;
   resolve: (r: Prepared) => void;
   reject: (err: unknown) => void;
@@ -137,7 +138,7 @@ class Preparer {
 
   constructor(private readonly ctx: LinkContext) {}
 
-  prepare(master: number, inodes: GroupInode[], size: number): Promise<Prepared> {
+  prepare(master: number, inodes: PlanInode[], size: number): Promise<Prepared> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ master, inodes, size, resolve, reject });
       this.pump();
@@ -161,7 +162,8 @@ class Preparer {
     const paths: string[] = [];
     batch.forEach((q, k) => {
       groups.set([q.master, q.inodes.length, q.size], 3 * k);
-      for (const { first } of q.inodes) {
+      for (const i of q.inodes) {
+        const first = i.names[0]!;
         roots.push(rootOf(ctx, first).fd);
         paths.push(beneath(child(first.rel, first.name)));
       }
@@ -184,10 +186,9 @@ const preparers = new WeakMap<LinkContext, Preparer>();
 
 /**
  * Row k of a prepareLinks answer as an Open: the version the index
- * describes, leased, with as many names as we know of (names: when we
- * know them all). null, counted and closed, when it must be left alone.
+ * describes, leased. null, counted and closed, when it must be left alone.
  */
-function accept<I extends GroupInode>(ctx: LinkContext, g: GroupKey, r: Prepared, k: number, inode: I, names: number | null): Open<I> | null {
+function accept(ctx: LinkContext, g: GroupKey, r: Prepared, k: number, inode: PlanInode, allNamesKnown: boolean): Open | null {
   const f = r.facts;
   const at = k * PREP_FIELDS;
   if (f[at + F.Err] !== 0) {
@@ -195,14 +196,15 @@ function accept<I extends GroupInode>(ctx: LinkContext, g: GroupKey, r: Prepared
     return null;
   }
   const fd = f[at + F.Fd]!;
+  const first = inode.names[0]!;
   const x = f[at + F.HasXattrs] ? fdXattrs(fd) : NO_XATTRS;
   const st: Seen = { dev: r.ids[2 * k]!, ino: r.ids[2 * k + 1]!, nlink: f[at + F.Nlink]!, mode: f[at + F.Mode]!, uid: f[at + F.Uid]!,
     gid: f[at + F.Gid]!, size: f[at + F.Size]!, mtimeSec: f[at + F.MtimeSec]!, mtimeNsec: f[at + F.MtimeNsec]!,
     atimeSec: f[at + F.AtimeSec]!, atimeNsec: f[at + F.AtimeNsec]!, xattrs: x.digest, metacopy: x.metacopy };
   const flags = f[at + F.Flags]! < 0 ? null : f[at + F.Flags]!;
   const refusal: SkipReason | null = st.ino !== inode.ino || st.dev !== g.dev || st.size !== g.size
-    || st.mtimeSec !== inode.mtimeSec || st.mtimeNsec !== inode.mtimeNsec ? 'changed'
-    : names !== null && st.nlink !== names ? 'names-elsewhere'
+    || st.mtimeSec !== first.mtimeSec || st.mtimeNsec !== first.mtimeNsec ? 'changed'
+    : allNamesKnown && st.nlink !== inode.names.length ? 'names-elsewhere'
       : flags !== null && (flags & C.FS_APPEND_FL) !== 0 ? 'append-only'
         // Immutable with one name is someone else's choice, not a unified inode.
         : isImmutable(flags) && st.nlink === 1 ? 'immutable'
@@ -218,8 +220,8 @@ function accept<I extends GroupInode>(ctx: LinkContext, g: GroupKey, r: Prepared
 }
 
 /** Steps 1 to 3 for the targets of one group's chunk: opened, leased, the predicate holds, the bytes are equal. */
-function acceptTarget(ctx: LinkContext, g: GroupKey, master: Open, r: Prepared, k: number, inode: Target): Open<Target> | null {
-  const t = accept(ctx, g, r, k, inode, inode.names.length);
+function acceptTarget(ctx: LinkContext, g: GroupKey, master: Open, r: Prepared, k: number, inode: PlanInode): Open | null {
+  const t = accept(ctx, g, r, k, inode, true);
   if (t === null) return null;
   const at = k * PREP_FIELDS;
   const f = r.facts;
@@ -240,20 +242,20 @@ function acceptTarget(ctx: LinkContext, g: GroupKey, master: Open, r: Prepared, 
  * them (native prepareLinks). The master is null when it must be left alone;
  * its chunk's targets are then closed and not counted.
  */
-async function prepare(ctx: LinkContext, g: GroupKey, master: Open | null, masterInode: GroupInode, chunk: Target[]):
-  Promise<{ master: Open | null; targets: Open<Target>[] }> {
+async function prepare(ctx: LinkContext, g: GroupKey, master: Open | null, masterInode: PlanInode, chunk: PlanInode[]):
+  Promise<{ master: Open | null; targets: Open[] }> {
   const inodes = master === null ? [masterInode, ...chunk] : chunk;
   let preparer = preparers.get(ctx);
   if (preparer === undefined) preparers.set(ctx, preparer = new Preparer(ctx));
   const r = await preparer.prepare(master?.fd ?? -1, inodes, g.size);
   const base = r.at + (master === null ? 1 : 0);
-  master ??= accept(ctx, g, r, r.at, masterInode, null);
+  master ??= accept(ctx, g, r, r.at, masterInode, false);
   if (master === null) {
     release(ctx, chunk.map((_, k) => (k + base) * PREP_FIELDS).filter((at) => r.facts[at + F.Err] === 0).map((at) => r.facts[at + F.Fd]!));
     return { master, targets: [] };
   }
   const m = master;
-  const targets = chunk.map((inode, k) => acceptTarget(ctx, g, m, r, k + base, inode)).filter((t): t is Open<Target> => t !== null);
+  const targets = chunk.map((inode, k) => acceptTarget(ctx, g, m, r, k + base, inode)).filter((t): t is Open => t !== null);
   return { master, targets };
 }
 
@@ -306,7 +308,7 @@ interface Unit {
   added: Map<Open, number[]>;
   /** Inodes of targets that lost all their names. */
   gone: bigint[];
-  targets: Open<Target>[];
+  targets: Open[];
   replaced: Replaced[];
   /** Directories whose stamp our own links moved: [dir, stamp before, stamp after]. */
   restamps: [number, string, string][];
@@ -317,7 +319,7 @@ const OUTCOME_SKIPS: Partial<Record<ReplaceOutcome, SkipReason>> = {
 };
 
 /** Takes in replaceNames' outcome for the names of target t (from name n on). */
-function recordTarget(ctx: LinkContext, u: Unit, t: Open<Target>, r: ReturnType<typeof native.replaceNames>, n: number, gone: boolean): void {
+function recordTarget(ctx: LinkContext, u: Unit, t: Open, r: ReturnType<typeof native.replaceNames>, n: number, gone: boolean): void {
   const names = t.inode.names;
   if (r.outcomes[n] === ReplaceOutcome.WriterWaiting) {
     skip(ctx, 'writer-waiting');
@@ -384,7 +386,7 @@ function linkUnits(ctx: LinkContext, dirs: SectionDirs, units: Unit[], add: AddT
     const { u, t } = work[full]!;
     skip(ctx, 'link-limit');
     // It gains names from here on: the section must journal it and give it the flag at the end.
-    add({ fd: t.fd, path: pathOf(ctx, t.inode.first) });
+    add({ fd: t.fd, path: pathOf(ctx, t.inode.names[0]!) });
     u.current = t;
     u.masters.push(t);
     u.added.set(t, []);
@@ -474,7 +476,7 @@ export class Linker {
     // targets that are unified already (their flag must go for their names to be replaced). A target
     // without the flag only loses names and keeps no flag; journaling it would cost five calls a link.
     const entries: MutableEntry[] = units.flatMap((u) => [u.current, ...u.targets.filter((t) => isImmutable(t.flags))])
-      .map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.first) }));
+      .map((o) => ({ fd: o.fd, path: pathOf(ctx, o.inode.names[0]!) }));
     const dirs = new SectionDirs(ctx);
     try {
       await withMutableFds(entries, (add) => linkUnits(ctx, dirs, units, add));
@@ -496,7 +498,7 @@ export class Linker {
 }
 
 /** One group's master and its targets through steps 1 to 5; everything is counted in ctx.counts. */
-export async function linkInto(ctx: LinkContext, linker: Linker | null, g: GroupKey, masterInode: GroupInode, targets: Target[]): Promise<void> {
+export async function linkInto(ctx: LinkContext, linker: Linker | null, g: GroupKey, masterInode: PlanInode, targets: PlanInode[]): Promise<void> {
   let unit: Unit | null = null;
   try {
     for (let i = 0; i < targets.length; i += VERIFY_CHUNK) {

@@ -12,7 +12,15 @@
 // - No inode is planned beyond the filesystem's link limit: when the kept
 //   inode is full, the next inode becomes the kept one of a new group, so
 //   a rerun finds nothing to do.
-import type { GroupInode as PlanInode } from './groups.js';
+import type { Member } from './groups.js';
+
+export interface PlanInode {
+  ino: bigint;
+  /** Link count when the walk saw it. */
+  nlink: number;
+  names: Member[];
+  template: boolean;
+}
 
 export interface PlannedLink {
   master: PlanInode;
@@ -25,13 +33,28 @@ export interface Plan {
   elsewhere: PlanInode[];
 }
 
-const byNamesThenIno = (a: PlanInode, b: PlanInode): number =>
-  b.nlink - a.nlink || b.count - a.count || (a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0);
+export function inodesOf(members: Member[]): PlanInode[] {
+  const byIno = new Map<bigint, PlanInode>();
+  for (const m of members) {
+    let i = byIno.get(m.ino);
+    if (i === undefined) {
+      i = { ino: m.ino, nlink: m.nlink, names: [], template: false };
+      byIno.set(m.ino, i);
+    }
+    i.names.push(m);
+    i.template ||= m.template;
+  }
+  return [...byIno.values()];
+}
 
-export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
+const byNamesThenIno = (a: PlanInode, b: PlanInode): number =>
+  b.nlink - a.nlink || b.names.length - a.names.length || (a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0);
+
+export function planGroup(members: Member[], linkMax: number): Plan {
+  const inodes = inodesOf(members);
   const templates = inodes.filter((i) => i.template).sort(byNamesThenIno);
-  const elsewhere = inodes.filter((i) => !i.template && i.count !== i.nlink);
-  const others = inodes.filter((i) => !i.template && i.count === i.nlink).sort(byNamesThenIno);
+  const elsewhere = inodes.filter((i) => !i.template && i.names.length !== i.nlink);
+  const others = inodes.filter((i) => !i.template && i.names.length === i.nlink).sort(byNamesThenIno);
   const links: PlannedLink[] = [];
   let current: PlannedLink | undefined;
   let room = 0;
@@ -43,13 +66,13 @@ export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
   const first = templates.shift() ?? others.shift();
   if (first !== undefined) keep(first);
   for (const inode of others) {
-    while (inode.count > room && templates.length > 0) keep(templates.shift()!);
-    if (inode.count > room) {
+    while (inode.names.length > room && templates.length > 0) keep(templates.shift()!);
+    if (inode.names.length > room) {
       keep(inode);
       continue;
     }
     current!.targets.push(inode);
-    room -= inode.count;
+    room -= inode.names.length;
   }
   return { links: links.filter((l) => l.targets.length > 0), elsewhere };
 }

@@ -335,18 +335,17 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
     const page = queries.page(after, PAGE_GROUPS);
     if (page.length === 0) break;
     after = page[page.length - 1]!.key.rowid;
-    const plans = page.map(({ key: g, inodes }) => ({ g, plan: planGroup(inodes, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000) }));
-    for (const { g, plan } of plans) {
+    for (const { key: g, members } of page) {
       if (failure !== undefined) break;
-      const links = plan.links.map((l) => ({ master: l.master, targets: queries.targets(g.dev, l.targets) }));
+      const plan = planGroup(members, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
       if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
       // A group holds at most a chunk of its targets open at a time (link.ts).
-      const held = links.reduce((n, l) => n + Math.min(l.targets.length, VERIFY_CHUNK), 0);
+      const held = plan.links.reduce((n, l) => n + Math.min(l.targets.length, VERIFY_CHUNK), 0);
       await inFlight.take(held);
       linker?.enter();
       void (async () => {
         try {
-          for (const l of links) await linkInto(ctx, linker, g, l.master, l.targets);
+          for (const l of plan.links) await linkInto(ctx, linker, g, l.master, l.targets);
         } catch (err) {
           failure ??= err;
         } finally {
