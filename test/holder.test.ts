@@ -4,9 +4,8 @@
 // all, and none is left once it holds nothing.
 import test from 'ava';
 import fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { drop, held, hold } from '../src/vefs/holder.js';
-import { holderPids, withScratch } from './helpers/mounts.js';
+import { holderPids, settledHolders, withScratch } from './helpers/mounts.js';
 
 test('descriptors handed over at once go to one holder, which exits after the last drop', async (t) => {
   const s = withScratch(t, 'vefs-holder');
@@ -29,10 +28,8 @@ test('descriptors handed over at once go to one holder, which exits after the la
   await Promise.all([...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => drop(name(i))), ...fds.slice(8).map((fd, i) => hold(name(8 + i), fd))]);
   const second = await held();
   t.deepEqual([...second.devices.keys()].sort(), [8, 9, 10, 11, 12, 13, 14, 15].map(name).sort());
-  for (let i = 0; i < 50 && holderPids(s.stateDir).length > 1; i++) await sleep(100);
-  t.deepEqual(holderPids(s.stateDir), [second.pid], 'one holder, the one that answers');
+  t.deepEqual(await settledHolders(s.stateDir, 1), [second.pid], 'one holder, the one that answers');
 
   await Promise.all([8, 9, 10, 11, 12, 13, 14, 15].map((i) => drop(name(i))));
-  for (let i = 0; i < 50 && holderPids(s.stateDir).length > 0; i++) await sleep(100);
-  t.deepEqual(holderPids(s.stateDir), [], 'no holder is left once it holds nothing');
+  t.deepEqual(await settledHolders(s.stateDir, 0), [], 'no holder is left once it holds nothing');
 });

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { holderPids, leftoverMounts, mountVefs, vefsCli, withScratch, VEFS_CLI, type Mounted } from './helpers/mounts.js';
+import { leftoverMounts, settledHolders, mountVefs, vefsCli, withScratch, VEFS_CLI, type Mounted } from './helpers/mounts.js';
 import type { Status } from '../src/vefs/control.js';
 
 const MOUNTS = 20;
@@ -86,12 +86,6 @@ test('kill -9 of the server under 20 busy mounts: a new server takes over, the V
   t.is(took.length, MOUNTS);
 });
 
-/** The holders of a state dir, once one that a drop emptied has had time to exit. */
-async function holders(stateDir: string): Promise<number[]> {
-  for (let i = 0; i < 50 && holderPids(stateDir).length > 1; i++) await sleep(100);
-  return holderPids(stateDir);
-}
-
 test('mounts made and unmade at once share one descriptor holder, which exits after the last umount', async (t) => {
   const s = withScratch(t, 'vefs-holder');
   const tpl = s.dir('tpl');
@@ -104,7 +98,7 @@ test('mounts made and unmade at once share one descriptor holder, which exits af
   let mounted: Mounted[] = [];
   for (let round = 0; round < 3; round++) {
     mounted = await batch(round);
-    t.is((await holders(s.stateDir)).length, 1, `round ${round}: eight mounts made at once, one holder`);
+    t.is((await settledHolders(s.stateDir, 1)).length, 1, `round ${round}: eight mounts made at once, one holder`);
     await Promise.all(mounted.map((m) => m.unmount()));
     await vefsCli(s.stateDir, 'shutdown');
   }
@@ -115,10 +109,9 @@ test('mounts made and unmade at once share one descriptor holder, which exits af
   await Promise.all(mounted.map((m) => m.unmount()));
   mounted = await next;
   for (const m of mounted) t.is(fs.readFileSync(path.join(m.mountpoint, 'motd'), 'utf8'), 'template motd\n');
-  t.is((await holders(s.stateDir)).length, 1, 'one holder after the overlap');
+  t.is((await settledHolders(s.stateDir, 1)).length, 1, 'one holder after the overlap');
   const status = JSON.parse(await vefsCli(s.stateDir, 'status', '--json')) as Status;
   t.is(status.mounts.length, 8);
   await Promise.all(mounted.map((m) => m.unmount()));
-  for (let i = 0; i < 50 && holderPids(s.stateDir).length > 0; i++) await sleep(100);
-  t.deepEqual(holderPids(s.stateDir), [], 'no holder is left once nothing is mounted');
+  t.deepEqual(await settledHolders(s.stateDir, 0), [], 'no holder is left once nothing is mounted');
 });

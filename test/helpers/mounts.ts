@@ -182,6 +182,15 @@ export function holderPids(stateDir: string): number[] {
   return pidsWhere((pid) => readArgs(`/proc/${pid}/cmdline`).includes(holder));
 }
 
+/**
+ * The holders of a state dir once there are at most `atMost` of them, or
+ * after 5 s: a holder that a drop emptied exits a moment after it answers.
+ */
+export async function settledHolders(stateDir: string, atMost: number): Promise<number[]> {
+  for (let i = 0; i < 50 && holderPids(stateDir).length > atMost; i++) await new Promise((r) => setTimeout(r, 100));
+  return holderPids(stateDir);
+}
+
 function pidsWhere(mine: (pid: string) => boolean): number[] {
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((pid) => {
     try {
