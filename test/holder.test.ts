@@ -1,13 +1,14 @@
 // The descriptor holder driven directly, without a mount: this process hands
 // it descriptors at once and takes them away while handing it others, as a
 // server does when many VEs start and stop together. One holder serves them
-// all, and none is left once it holds nothing.
+// all, and none is left once it holds nothing. Serial: each test points
+// VEFS_STATE_DIR, which the holder module reads, somewhere else.
 import test from 'ava';
 import fs from 'node:fs';
 import { drop, held, hold } from '../src/vefs/holder.js';
 import { holderPids, settledHolders, withScratch } from './helpers/mounts.js';
 
-test('descriptors handed over at once go to one holder, which exits after the last drop', async (t) => {
+test.serial('descriptors handed over at once go to one holder, which exits after the last drop', async (t) => {
   const s = withScratch(t, 'vefs-holder');
   fs.mkdirSync(s.stateDir);
   process.env.VEFS_STATE_DIR = s.stateDir;
@@ -32,4 +33,16 @@ test('descriptors handed over at once go to one holder, which exits after the la
 
   await Promise.all([8, 9, 10, 11, 12, 13, 14, 15].map((i) => drop(name(i))));
   t.deepEqual(await settledHolders(s.stateDir, 0), [], 'no holder is left once it holds nothing');
+});
+
+test.serial('a holder that cannot start says why', async (t) => {
+  const s = withScratch(t, 'vefs-holder');
+  // A socket path longer than sun_path: the holder refuses it and exits.
+  const deep = `${s.stateDir}/${'d'.repeat(120)}`;
+  fs.mkdirSync(deep, { recursive: true });
+  process.env.VEFS_STATE_DIR = deep;
+  const fd = fs.openSync('/dev/null', 'r');
+  t.teardown(() => fs.closeSync(fd));
+  await t.throwsAsync(hold('/ve/root/long', fd), { message: /descriptor holder exited with 1: vefs-fdholder: socket path too long/ });
+  t.deepEqual(holderPids(deep), []);
 });

@@ -43,13 +43,18 @@ async function started(): Promise<void> {
 }
 
 async function spawnHolder(): Promise<void> {
-  const child = spawn(HOLDER, [holderSocketPath()], { detached: true, stdio: ['ignore', 'pipe', 'ignore'], cwd: '/' });
+  const child = spawn(HOLDER, [holderSocketPath()], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+  // What it says before it is ready is why it did not start; after that it says nothing (and ignores SIGPIPE).
+  let said = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (c: string) => (said += c));
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
-    child.once('exit', (code) => reject(new VefsError('EIO', `the descriptor holder exited with ${code}`)));
+    child.once('close', (code) => reject(new VefsError('EIO', `the descriptor holder exited with ${code}${said.trim() ? `: ${said.trim()}` : ''}`)));
     child.stdout.once('data', () => resolve());
   });
   child.stdout.destroy();
+  child.stderr.destroy();
   child.removeAllListeners();
   child.unref();
 }
