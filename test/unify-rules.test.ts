@@ -4,8 +4,7 @@
 import test from 'ava';
 import { C } from '../native/index.js';
 import { DEFAULT_EXCLUDES, excluder } from '../src/unify/exclude.js';
-import type { Member } from '../src/unify/groups.js';
-import { planGroup } from '../src/unify/plan.js';
+import { planGroup, type PlanInode } from '../src/unify/plan.js';
 import { mayLink, type FileFacts, type Refusal } from '../src/unify/predicate.js';
 import { keepsFlag } from '../src/unify/section.js';
 
@@ -41,16 +40,15 @@ for (const [what, change, expected, ignoreMtime] of rows) {
 }
 
 let nextId = 1;
-/** Names of one inode: [ino, nlink, names seen, template?]. */
-function inode(ino: number, nlink: number, names = nlink, template = false): Member[] {
-  return Array.from({ length: names }, () => ({
-    id: nextId++, dir: 1, root: template ? 1 : 2, rel: '/', name: `n${nextId}`, ino: BigInt(ino), nlink,
-    mtimeSec: 0, mtimeNsec: 0, template,
-  }));
+/** One inode of a group: [ino, nlink, names seen, template?], with its first name as a page gives it. */
+function inode(ino: number, nlink: number, count = nlink, template = false): PlanInode[] {
+  const id = nextId++;
+  return [{ ino: BigInt(ino), nlink, count, template,
+    names: [{ id, dir: 1, root: template ? 1 : 2, rel: '/', name: `n${id}`, ino: BigInt(ino), nlink, mtimeSec: 0, mtimeNsec: 0, template }] }];
 }
 
-const shape = (members: Member[], linkMax: number) => {
-  const plan = planGroup(members, linkMax);
+const shape = (inodes: PlanInode[], linkMax: number) => {
+  const plan = planGroup(inodes, linkMax);
   return {
     links: plan.links.map((l) => ({ master: Number(l.master.ino), targets: l.targets.map((x) => Number(x.ino)) })),
     elsewhere: plan.elsewhere.map((x) => Number(x.ino)),

@@ -73,6 +73,19 @@ test('without a template, the inode with most names is kept; a name that already
   t.is(report.alreadyLinked, 1);
 });
 
+test('a VE inode with several names is linked under all of them, also when a name comes later in the walk', async (t) => {
+  const { tpl, ves, state } = corpus(t, 2);
+  // Names in different directories, so that the walk indexes them far apart.
+  fs.mkdirSync(at(ves[1]!, 'opt/z'), { recursive: true });
+  fs.linkSync(at(ves[1]!, 'usr/lib/libx.so'), at(ves[1]!, 'opt/z/libx-copy.so'));
+  fs.linkSync(at(ves[1]!, 'usr/lib/libx.so'), at(ves[1]!, 'usr/lib/libx-alias.so'));
+  const keep = inodeOf(at(tpl, 'usr/lib/libx.so'));
+  const { report } = await unifyJson(state, '--template', tpl, ...ves);
+  for (const f of ['usr/lib/libx.so', 'usr/lib/libx-alias.so', 'opt/z/libx-copy.so']) t.is(inodeOf(at(ves[1]!, f)), keep, f);
+  t.is(nlinkOf(at(tpl, 'usr/lib/libx.so')), 5);
+  t.is(report.skipped['names-elsewhere'] ?? 0, 0);
+});
+
 test('a dry run reads and decides but changes no file, flag or index', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);
   const roots = [tpl, ...ves];

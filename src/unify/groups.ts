@@ -3,6 +3,7 @@
 // millions of files are never in memory at once.
 import type Database from 'better-sqlite3';
 import { i64, u64, type UnifyIndex } from './index.js';
+import type { PlanInode } from './plan.js';
 
 export interface PendingFile {
   root: number; rel: string; name: string;
@@ -19,7 +20,10 @@ export interface Member {
   mtimeSec: number; mtimeNsec: number; template: boolean;
 }
 
-type MemberRow = [number, number, number, string, string, number, number, number];
+/** An inode of a group and its first name: gid, ino, nlink, mtime s, ns, names in the run, template, name id, dir, name. */
+type InodeRow = [number, string, number, number, number, number, number, number, number, string];
+
+type KeyRow = [number, string, number, Buffer, number, number, number, Buffer, number | null, number | null, number, number];
 
 /** Where a directory is, for this run: null when its ROOT is not one of the run's. */
 type DirPlace = { root: number; rel: string; template: boolean } | null;
@@ -29,7 +33,7 @@ const DIRS_KEPT = 100_000;
 
 export interface Group {
   key: GroupKey;
-  members: Member[];
+  inodes: PlanInode[];
 }
 
 // The names of inode i under this run's ROOTs. CROSS JOIN fixes the order (inode, then its names by
@@ -48,9 +52,10 @@ const PENDING = `FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
 export class GroupQueries {
   private readonly db: Database.Database;
   private readonly st;
-  private members: Database.Statement | null = null;
-  // The members' directories are looked up once each, not joined into every row: a new VE's page is
-  // ~2,300 rows, eight in ten of them names of the same unified inodes, in a few hundred directories.
+  private keys: Database.Statement | null = null;
+  private inodes: Database.Statement | null = null;
+  private names: Database.Statement | null = null;
+  // Directories are looked up once each, not joined into every row: a page's names are in a few hundred.
   private readonly dirs = new Map<number, DirPlace>();
   private readonly dirPlace: Database.Statement;
 
@@ -90,15 +95,25 @@ export class GroupQueries {
    * names already share an inode with another name of their group.
    */
   build(ignoreMtime: boolean): { groups: number; alreadyLinked: number } {
-    const mtime = ignoreMtime ? 'NULL AS mtime_s, NULL AS mtime_ns' : 'i.mtime_s, i.mtime_ns';
-    const by = ignoreMtime ? '' : ', i.mtime_s, i.mtime_ns';
-    this.db.exec(`DROP TABLE IF EXISTS temp.grp`);
-    this.db.exec(`CREATE TEMP TABLE grp AS
-      SELECT i.dev, i.size, i.hash, i.mode, i.uid, i.gid, i.xattrs, ${mtime}, COUNT(*) AS names, COUNT(DISTINCT i.ino) AS inodes
+    const key = 'dev, size, hash, mode, uid, gid, xattrs, key_s, key_ns';
+    this.db.exec(`DROP TABLE IF EXISTS temp.grp; DROP TABLE IF EXISTS temp.grp_inodes; DROP TABLE IF EXISTS temp.grp_members`);
+    // One row per inode with its names in the run (MIN(f.id) makes f's bare columns its first name's), the
+    // groups over those, then the inodes of the groups to link by group: pages read them without joining
+    // names again (a new VE's groups are mostly one unified inode of eight names and one new file).
+    this.db.exec(`CREATE TEMP TABLE grp_inodes AS
+      SELECT i.dev, i.size, i.hash, i.mode, i.uid, i.gid, i.xattrs, ${ignoreMtime ? 'NULL AS key_s, NULL AS key_ns' : 'i.mtime_s AS key_s, i.mtime_ns AS key_ns'},
+        i.ino, i.nlink, i.mtime_s, i.mtime_ns, COUNT(*) AS names, MAX(r.template) AS template, MIN(f.id) AS first, f.dir, f.name
       FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
       WHERE i.hash IS NOT NULL AND i.kind = 0
-      GROUP BY i.dev, i.size, i.hash, i.mode, i.uid, i.gid, i.xattrs${by}
-      HAVING COUNT(*) > 1`);
+      GROUP BY i.dev, i.ino`);
+    this.db.exec(`CREATE TEMP TABLE grp AS SELECT ${key}, SUM(names) AS names, COUNT(*) AS inodes
+      FROM grp_inodes GROUP BY ${key} HAVING SUM(names) > 1`);
+    this.db.exec(`CREATE TEMP TABLE grp_members AS
+      SELECT g.rowid AS grp, CAST(i.ino AS TEXT) AS ino, i.nlink, i.mtime_s, i.mtime_ns, i.names, i.template, i.first, i.dir, i.name
+      FROM grp g JOIN grp_inodes i ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash AND i.mode = g.mode AND i.uid = g.uid
+        AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.key_s IS g.key_s AND i.key_ns IS g.key_ns
+      WHERE g.inodes > 1 ORDER BY g.rowid`);
+    this.db.exec(`CREATE INDEX temp.grp_members_grp ON grp_members(grp)`);
     const t = this.db.prepare(`SELECT COUNT(*) AS groups, COALESCE(SUM(names - inodes), 0) AS already FROM grp`).get() as
       { groups: number; already: number };
     return { groups: t.groups, alreadyLinked: t.already };
@@ -109,34 +124,44 @@ export class GroupQueries {
     return this.db.prepare(`SELECT COUNT(*) FROM grp WHERE inodes > 1`).pluck().get() as number;
   }
 
-  /** The next groups with more than one inode, with their names, after group rowid `after`. */
+  /**
+   * The next groups with more than one inode, after group rowid `after`:
+   * each inode with its first name and how many names it has in the run
+   * (a target's other names, rarely any, come from allNames).
+   */
   page(after: number, limit: number): Group[] {
-    const keys = (this.db.prepare(`SELECT rowid, * FROM grp WHERE inodes > 1 AND rowid > ? ORDER BY rowid LIMIT ?`)
-      .safeIntegers(true).all(after, limit) as Record<string, bigint | Buffer | null>[]).map((r): GroupKey => ({
-      rowid: Number(r.rowid), dev: u64(r.dev as bigint), size: Number(r.size), hash: r.hash as Buffer,
-      mode: Number(r.mode), uid: Number(r.uid), gid: Number(r.gid), xattrs: r.xattrs as Buffer,
-      mtimeSec: r.mtime_s === null ? null : Number(r.mtime_s), mtimeNsec: r.mtime_ns === null ? null : Number(r.mtime_ns),
-      names: Number(r.names), inodes: Number(r.inodes),
-    }));
+    // Prepared once the tables exist (build()). Rows as arrays: a page is thousands of rows.
+    this.keys ??= this.db.prepare(`SELECT rowid, CAST(dev AS TEXT), size, hash, mode, uid, gid, xattrs, key_s, key_ns, names, inodes
+      FROM grp WHERE inodes > 1 AND rowid > ? ORDER BY rowid LIMIT ?`).raw();
+    const keys = (this.keys.all(after, limit) as KeyRow[]).map(([rowid, dev, size, hash, mode, uid, gid, xattrs, mtimeSec, mtimeNsec, names, inodes]): GroupKey =>
+      ({ rowid, dev: u64(BigInt(dev)), size, hash, mode, uid, gid, xattrs, mtimeSec, mtimeNsec, names, inodes }));
     if (keys.length === 0) return [];
-    const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, members: [] }]));
-    // Rows as arrays: the members of a page are tens of thousands of rows. Prepared once grp exists (build()).
-    this.members ??= this.db.prepare(`
-      SELECT g.rowid AS gid, f.id, f.dir, f.name, CAST(i.ino AS TEXT), i.nlink, i.mtime_s, i.mtime_ns
-      FROM grp g CROSS JOIN inodes i INDEXED BY inodes_content ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash
-        AND i.mode = g.mode AND i.uid = g.uid AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.kind = 0
-        AND (g.mtime_s IS NULL OR (i.mtime_s = g.mtime_s AND i.mtime_ns = g.mtime_ns))
-      CROSS JOIN files f ON f.dev = i.dev AND f.ino = i.ino
-      WHERE g.inodes > 1 AND g.rowid BETWEEN ? AND ?`).raw();
-    const rows = this.members.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as MemberRow[];
+    const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, inodes: [] }]));
+    this.inodes ??= this.db.prepare(`SELECT grp, ino, nlink, mtime_s, mtime_ns, names, template, first, dir, name
+      FROM grp_members WHERE grp BETWEEN ? AND ?`).raw();
+    const rows = this.inodes.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as InodeRow[];
     if (this.dirs.size > DIRS_KEPT) this.dirs.clear();
-    for (const [gid, id, dir, name, ino, nlink, mtimeSec, mtimeNsec] of rows) {
-      const place = this.place(dir);
-      if (place !== null) groups.get(gid)!.members.push({ id, dir, root: place.root, rel: place.rel, name, ino: u64(BigInt(ino)), nlink, mtimeSec, mtimeNsec, template: place.template });
+    for (const [gid, ino, nlink, mtimeSec, mtimeNsec, count, template, id, dir, name] of rows) {
+      const i = u64(BigInt(ino));
+      groups.get(gid)!.inodes.push({ ino: i, nlink, count, template: template === 1,
+        names: [this.member(id, dir, name, i, nlink, mtimeSec, mtimeNsec)] });
     }
-    // In the order the names were indexed, whatever order the query met them in.
-    for (const g of groups.values()) g.members.sort((a, b) => a.id - b.id);
     return [...groups.values()];
+  }
+
+  /** Gives an inode planned as a target all its names in the run (page() gave it the first). */
+  allNames(dev: bigint, inode: PlanInode): void {
+    if (inode.names.length === inode.count) return;
+    this.names ??= this.db.prepare(`SELECT f.id, f.dir, f.name FROM files f WHERE f.dev = ? AND f.ino = ? ORDER BY f.id`).raw();
+    const first = inode.names[0]!;
+    inode.names = (this.names.all(i64(dev), i64(inode.ino)) as [number, number, string][])
+      .filter(([, dir]) => this.place(dir) !== null)
+      .map(([id, dir, name]) => this.member(id, dir, name, inode.ino, inode.nlink, first.mtimeSec, first.mtimeNsec));
+  }
+
+  private member(id: number, dir: number, name: string, ino: bigint, nlink: number, mtimeSec: number, mtimeNsec: number): Member {
+    const place = this.place(dir)!;
+    return { id, dir, root: place.root, rel: place.rel, name, ino, nlink, mtimeSec, mtimeNsec, template: place.template };
   }
 
   private place(dir: number): DirPlace {

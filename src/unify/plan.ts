@@ -18,6 +18,12 @@ export interface PlanInode {
   ino: bigint;
   /** Link count when the walk saw it. */
   nlink: number;
+  /** How many of its names are under this run's ROOTs. */
+  count: number;
+  /**
+   * Its names under the ROOTs in the order they were indexed: the first one
+   * only, until the inode is planned as a target (GroupQueries.allNames).
+   */
   names: Member[];
   template: boolean;
 }
@@ -33,28 +39,13 @@ export interface Plan {
   elsewhere: PlanInode[];
 }
 
-export function inodesOf(members: Member[]): PlanInode[] {
-  const byIno = new Map<bigint, PlanInode>();
-  for (const m of members) {
-    let i = byIno.get(m.ino);
-    if (i === undefined) {
-      i = { ino: m.ino, nlink: m.nlink, names: [], template: false };
-      byIno.set(m.ino, i);
-    }
-    i.names.push(m);
-    i.template ||= m.template;
-  }
-  return [...byIno.values()];
-}
-
 const byNamesThenIno = (a: PlanInode, b: PlanInode): number =>
-  b.nlink - a.nlink || b.names.length - a.names.length || (a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0);
+  b.nlink - a.nlink || b.count - a.count || (a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0);
 
-export function planGroup(members: Member[], linkMax: number): Plan {
-  const inodes = inodesOf(members);
+export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
   const templates = inodes.filter((i) => i.template).sort(byNamesThenIno);
-  const elsewhere = inodes.filter((i) => !i.template && i.names.length !== i.nlink);
-  const others = inodes.filter((i) => !i.template && i.names.length === i.nlink).sort(byNamesThenIno);
+  const elsewhere = inodes.filter((i) => !i.template && i.count !== i.nlink);
+  const others = inodes.filter((i) => !i.template && i.count === i.nlink).sort(byNamesThenIno);
   const links: PlannedLink[] = [];
   let current: PlannedLink | undefined;
   let room = 0;
@@ -66,13 +57,13 @@ export function planGroup(members: Member[], linkMax: number): Plan {
   const first = templates.shift() ?? others.shift();
   if (first !== undefined) keep(first);
   for (const inode of others) {
-    while (inode.names.length > room && templates.length > 0) keep(templates.shift()!);
-    if (inode.names.length > room) {
+    while (inode.count > room && templates.length > 0) keep(templates.shift()!);
+    if (inode.count > room) {
       keep(inode);
       continue;
     }
     current!.targets.push(inode);
-    room -= inode.names.length;
+    room -= inode.count;
   }
   return { links: links.filter((l) => l.targets.length > 0), elsewhere };
 }

@@ -335,9 +335,10 @@ async function linkGroups(ctx: LinkContext, queries: GroupQueries, roots: Root[]
     const page = queries.page(after, PAGE_GROUPS);
     if (page.length === 0) break;
     after = page[page.length - 1]!.key.rowid;
-    for (const { key: g, members } of page) {
+    for (const { key: g, inodes } of page) {
       if (failure !== undefined) break;
-      const plan = planGroup(members, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
+      const plan = planGroup(inodes, linkMax.get(g.dev) ?? linkMaxOption ?? 65_000);
+      for (const l of plan.links) for (const t of l.targets) queries.allNames(g.dev, t);
       if (plan.elsewhere.length > 0) ctx.counts.skipped['names-elsewhere'] = (ctx.counts.skipped['names-elsewhere'] ?? 0) + plan.elsewhere.length;
       // A group holds at most a chunk of its targets open at a time (link.ts).
       const held = plan.links.reduce((n, l) => n + Math.min(l.targets.length, VERIFY_CHUNK), 0);
