@@ -20,7 +20,7 @@ export interface Member {
   mtimeSec: number; mtimeNsec: number; template: boolean;
 }
 
-/** An inode of a group and its first name: gid, ino, nlink, mtime s, ns, names in the run, template, name id, dir, name. */
+/** An inode of a group and its first name: group rowid, ino, nlink, mtime s, ns, names in the run, template, name id, dir, name. */
 type InodeRow = [number, string, number, number, number, number, number, number, number, string];
 
 type KeyRow = [number, string, number, Buffer, number, number, number, Buffer, number | null, number | null, number, number];

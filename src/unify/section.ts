@@ -203,6 +203,13 @@ function durable(sync: () => void): void {
   stats.syncMs += now() - t;
 }
 
+/** durable() for syncs on the thread pool. */
+async function durableAsync(sync: () => Promise<unknown>): Promise<void> {
+  const t = now();
+  await sync();
+  stats.syncMs += now() - t;
+}
+
 function journal(): number {
   const path = journalPath();
   if (journalFd?.path !== path) {
@@ -243,11 +250,7 @@ const fdatasyncAsync = promisify(fdatasync);
  * full run has ~80 sections; the event loop goes on meanwhile (unify: with
  * the next groups' preparations). Before any flag of its inodes is cleared.
  */
-async function syncJournal(): Promise<void> {
-  const t = now();
-  await fdatasyncAsync(journal());
-  stats.syncMs += now() - t;
-}
+const syncJournal = (): Promise<void> => durableAsync(() => fdatasyncAsync(journal()));
 
 /** Cuts the journal back to `length` bytes; no sync needed (see the header). */
 function cutJournal(length: number): void {
@@ -410,11 +413,7 @@ export async function withMutableFds<T>(entries: MutableEntry[], fn: (add: AddTo
  * Puts the flags set on these inodes on disk: an fsync each, in parallel on
  * the thread pool while the event loop goes on.
  */
-async function sealed(fds: number[]): Promise<void> {
-  const t = now();
-  await Promise.all(fds.map((fd) => native.fsync(fd)));
-  stats.syncMs += now() - t;
-}
+const sealed = (fds: number[]): Promise<void> => durableAsync(() => Promise.all(fds.map((fd) => native.fsync(fd))));
 
 /** Read-only, never following a final symlink, never blocking on a FIFO; O_NOATIME where allowed (owner or CAP_FOWNER). */
 function openInode(path: string): number {
