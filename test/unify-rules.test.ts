@@ -40,10 +40,10 @@ for (const [what, change, expected, ignoreMtime] of rows) {
 }
 
 let nextId = 1;
-/** One inode of a group: [ino, nlink, names seen, template?], with its first name as a page gives it. */
-function inode(ino: number, nlink: number, count = nlink, template = false): PlanInode[] {
+/** One inode of a group: [ino, nlink, names seen, template?, unified already?], with its first name as a page gives it. */
+function inode(ino: number, nlink: number, count = nlink, template = false, sealed = false): PlanInode[] {
   const id = nextId++;
-  return [{ ino: BigInt(ino), nlink, count, template,
+  return [{ ino: BigInt(ino), nlink, count, template, sealed,
     names: [{ id, dir: 1, root: template ? 1 : 2, rel: '/', name: `n${id}`, ino: BigInt(ino), nlink, mtimeSec: 0, mtimeNsec: 0, template }] }];
 }
 
@@ -73,6 +73,17 @@ test('plan: two template inodes stay apart; the second takes over when the first
 test('plan: an inode with names the run did not see is left alone, and is no master', (t) => {
   t.deepEqual(shape([...inode(1, 5, 2), ...inode(2, 1), ...inode(3, 1)], 100),
     { links: [{ master: 2, targets: [3] }], elsewhere: [1] });
+});
+
+test('plan: a unified inode with names the run did not see is kept (a new VE beside its template), never a target', (t) => {
+  t.deepEqual(shape([...inode(2, 1), ...inode(1, 8, 1, false, true), ...inode(3, 1)], 100),
+    { links: [{ master: 1, targets: [2, 3] }], elsewhere: [] });
+  t.deepEqual(shape([...inode(2, 9), ...inode(1, 8, 1, false, true)], 100),
+    { links: [{ master: 1, targets: [2] }], elsewhere: [] }, 'kept before an inode with more names that can move');
+  t.deepEqual(shape([...inode(1, 8, 1, false, true), ...inode(4, 3, 1, false, true), ...inode(2, 1)], 100),
+    { links: [{ master: 1, targets: [2] }], elsewhere: [4] }, 'a second one stays apart');
+  t.deepEqual(shape([...inode(1, 8, 1, false, true), ...inode(7, 1, 1, true), ...inode(2, 1)], 100),
+    { links: [{ master: 7, targets: [2] }], elsewhere: [1] }, 'a template inode comes first');
 });
 
 test('plan: the link limit starts a new group with the next inode as master', (t) => {

@@ -73,6 +73,23 @@ test('without a template, the inode with most names is kept; a name that already
   t.is(report.alreadyLinked, 1);
 });
 
+test('a run over a new VE and one unified VE links the new files to the inodes earlier runs made', async (t) => {
+  const { ves, state } = corpus(t, 3);
+  await unifyJson(state, ves[0]!, ves[1]!);
+  const kept = inodeOf(at(ves[0]!, 'usr/lib/libx.so'));
+  t.is(inodeOf(at(ves[1]!, 'usr/lib/libx.so')), kept);
+  // The unified inodes' names in ves[1] are outside this run: they are kept, never relinked.
+  const { report } = await unifyJson(state, ves[2]!, ves[0]!);
+  for (const f of ['usr/bin/tool', 'usr/lib/libx.so', 'usr/lib/liby.so', 'usr/share/doc/README']) {
+    t.is(inodeOf(at(ves[2]!, f)), inodeOf(at(ves[1]!, f)), f);
+    t.is(nlinkOf(at(ves[2]!, f)), 3, f);
+    t.true(lsattrImmutable(at(ves[2]!, f)), f);
+  }
+  t.is(report.linksMade, 4);
+  t.is(report.skipped['names-elsewhere'] ?? 0, 0);
+  t.deepEqual(flagProblems([at(ves[2]!, 'usr')]), []);
+});
+
 test('a VE inode with several names is linked under all of them, also when a name comes later in the walk', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);
   // Names in different directories, so that the walk indexes them far apart.

@@ -20,8 +20,8 @@ export interface Member {
   mtimeSec: number; mtimeNsec: number; template: boolean;
 }
 
-/** An inode of a group and its first name: group rowid, ino, nlink, mtime s, ns, names in the run, template, name id, dir, name. */
-type InodeRow = [number, string, number, number, number, number, number, number, number, string];
+/** An inode of a group and its first name: group rowid, ino, nlink, mtime s, ns, names in the run, template, sealed, name id, dir, name. */
+type InodeRow = [number, string, number, number, number, number, number, number, number, number, string];
 
 type KeyRow = [number, string, number, Buffer, number, number, number, Buffer, number | null, number | null, number, number];
 
@@ -102,14 +102,14 @@ export class GroupQueries {
     // names again (a new VE's groups are mostly one unified inode of eight names and one new file).
     this.db.exec(`CREATE TEMP TABLE grp_inodes AS
       SELECT i.dev, i.size, i.hash, i.mode, i.uid, i.gid, i.xattrs, ${ignoreMtime ? 'NULL AS key_s, NULL AS key_ns' : 'i.mtime_s AS key_s, i.mtime_ns AS key_ns'},
-        i.ino, i.nlink, i.mtime_s, i.mtime_ns, COUNT(*) AS names, MAX(r.template) AS template, MIN(f.id) AS first, f.dir, f.name
+        i.ino, i.nlink, i.mtime_s, i.mtime_ns, i.sealed, COUNT(*) AS names, MAX(r.template) AS template, MIN(f.id) AS first, f.dir, f.name
       FROM inodes i ${IN_RUN('i', 'f', 'd', 'r')}
       WHERE i.hash IS NOT NULL AND i.kind = 0
       GROUP BY i.dev, i.ino`);
     this.db.exec(`CREATE TEMP TABLE grp AS SELECT ${key}, SUM(names) AS names, COUNT(*) AS inodes
       FROM grp_inodes GROUP BY ${key} HAVING SUM(names) > 1`);
     this.db.exec(`CREATE TEMP TABLE grp_members AS
-      SELECT g.rowid AS grp, CAST(i.ino AS TEXT) AS ino, i.nlink, i.mtime_s, i.mtime_ns, i.names, i.template, i.first, i.dir, i.name
+      SELECT g.rowid AS grp, CAST(i.ino AS TEXT) AS ino, i.nlink, i.mtime_s, i.mtime_ns, i.names, i.template, i.sealed, i.first, i.dir, i.name
       FROM grp g JOIN grp_inodes i ON i.dev = g.dev AND i.size = g.size AND i.hash = g.hash AND i.mode = g.mode AND i.uid = g.uid
         AND i.gid = g.gid AND i.xattrs = g.xattrs AND i.key_s IS g.key_s AND i.key_ns IS g.key_ns
       WHERE g.inodes > 1 ORDER BY g.rowid`);
@@ -137,13 +137,13 @@ export class GroupQueries {
       ({ rowid, dev: u64(BigInt(dev)), size, hash, mode, uid, gid, xattrs, mtimeSec, mtimeNsec, names, inodes }));
     if (keys.length === 0) return [];
     const groups = new Map<number, Group>(keys.map((key) => [key.rowid, { key, inodes: [] }]));
-    this.inodes ??= this.db.prepare(`SELECT grp, ino, nlink, mtime_s, mtime_ns, names, template, first, dir, name
+    this.inodes ??= this.db.prepare(`SELECT grp, ino, nlink, mtime_s, mtime_ns, names, template, sealed, first, dir, name
       FROM grp_members WHERE grp BETWEEN ? AND ?`).raw();
     const rows = this.inodes.all(keys[0]!.rowid, keys[keys.length - 1]!.rowid) as InodeRow[];
     if (this.dirs.size > DIRS_KEPT) this.dirs.clear();
-    for (const [gid, ino, nlink, mtimeSec, mtimeNsec, count, template, id, dir, name] of rows) {
+    for (const [gid, ino, nlink, mtimeSec, mtimeNsec, count, template, sealed, id, dir, name] of rows) {
       const i = u64(BigInt(ino));
-      groups.get(gid)!.inodes.push({ ino: i, nlink, count, template: template === 1,
+      groups.get(gid)!.inodes.push({ ino: i, nlink, count, template: template === 1, sealed: sealed === 1,
         names: [this.member(id, dir, name, i, nlink, mtimeSec, mtimeNsec)] });
     }
     return [...groups.values()];

@@ -7,8 +7,12 @@
 //   targets; several of them in one group stay apart.
 // - Otherwise the inode with the most names is kept: fewest links to make.
 // - An inode with names the run did not see (outside the ROOTs, or
-//   excluded) is left alone: relinking some of its names would split a hard
-//   link that a VE can observe.
+//   excluded) is never a target: relinking some of its names would split a
+//   hard link that a VE can observe. It may be kept if it is unified
+//   already (immutable): it only gains names, and so a run over a new VE and
+//   its template, or over one batch of VEs, joins the inodes that earlier
+//   runs made. One not unified is left alone: keeping it would give the
+//   flag to names the operator did not name.
 // - No inode is planned beyond the filesystem's link limit: when the kept
 //   inode is full, the next inode becomes the kept one of a new group, so
 //   a rerun finds nothing to do.
@@ -26,6 +30,8 @@ export interface PlanInode {
    */
   names: Member[];
   template: boolean;
+  /** It carried the immutable flag when the walk saw it: unified already. */
+  sealed: boolean;
 }
 
 export interface PlannedLink {
@@ -43,8 +49,10 @@ const byNamesThenIno = (a: PlanInode, b: PlanInode): number =>
   b.nlink - a.nlink || b.count - a.count || (a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0);
 
 export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
-  const templates = inodes.filter((i) => i.template).sort(byNamesThenIno);
-  const elsewhere = inodes.filter((i) => !i.template && i.count !== i.nlink);
+  const outside = (i: PlanInode): boolean => !i.template && i.count !== i.nlink;
+  // Never targets, and may be kept: template inodes first, then unified ones with names elsewhere.
+  const keepers = [...inodes.filter((i) => i.template).sort(byNamesThenIno), ...inodes.filter((i) => outside(i) && i.sealed).sort(byNamesThenIno)];
+  const elsewhere = inodes.filter((i) => outside(i) && !i.sealed);
   const others = inodes.filter((i) => !i.template && i.count === i.nlink).sort(byNamesThenIno);
   const links: PlannedLink[] = [];
   let current: PlannedLink | undefined;
@@ -54,10 +62,10 @@ export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
     links.push(current);
     room = linkMax - master.nlink;
   };
-  const first = templates.shift() ?? others.shift();
+  const first = keepers.shift() ?? others.shift();
   if (first !== undefined) keep(first);
   for (const inode of others) {
-    while (inode.count > room && templates.length > 0) keep(templates.shift()!);
+    while (inode.count > room && keepers.length > 0) keep(keepers.shift()!);
     if (inode.count > room) {
       keep(inode);
       continue;
@@ -65,5 +73,5 @@ export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
     current!.targets.push(inode);
     room -= inode.count;
   }
-  return { links: links.filter((l) => l.targets.length > 0), elsewhere };
+  return { links: links.filter((l) => l.targets.length > 0), elsewhere: [...elsewhere, ...keepers.filter((i) => !i.template)] };
 }
