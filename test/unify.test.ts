@@ -90,6 +90,19 @@ test('a run over a new VE and one unified VE links the new files to the inodes e
   t.deepEqual(flagProblems([at(ves[2]!, 'usr')]), []);
 });
 
+test('an inode unified before that lost its flag is not kept while it has names elsewhere: the flag would reach them', async (t) => {
+  const { ves, state } = corpus(t, 3);
+  await unifyJson(state, ves[0]!, ves[1]!);
+  // By hand, behind the index's back: its directory did not change, so the walk still takes it for unified.
+  execFileSync('chattr', ['-i', at(ves[0]!, 'usr/lib/liby.so')]);
+  const { report } = await unifyJson(state, ves[2]!, ves[0]!);
+  t.not(inodeOf(at(ves[2]!, 'usr/lib/liby.so')), inodeOf(at(ves[0]!, 'usr/lib/liby.so')));
+  t.false(lsattrImmutable(at(ves[1]!, 'usr/lib/liby.so')), 'the name outside the run stays writable');
+  t.is(nlinkOf(at(ves[1]!, 'usr/lib/liby.so')), 2);
+  t.is(report.skipped['names-elsewhere'], 1);
+  t.is(inodeOf(at(ves[2]!, 'usr/lib/libx.so')), inodeOf(at(ves[1]!, 'usr/lib/libx.so')), 'the others are linked');
+});
+
 test('a VE inode with several names is linked under all of them, also when a name comes later in the walk', async (t) => {
   const { tpl, ves, state } = corpus(t, 2);
   // Names in different directories, so that the walk indexes them far apart.

@@ -204,7 +204,8 @@ function accept(ctx: LinkContext, g: GroupKey, r: Prepared, k: number, inode: Pl
   const flags = f[at + F.Flags]! < 0 ? null : f[at + F.Flags]!;
   const refusal: SkipReason | null = st.ino !== inode.ino || st.dev !== g.dev || st.size !== g.size
     || st.mtimeSec !== first.mtimeSec || st.mtimeNsec !== first.mtimeNsec ? 'changed'
-    : allNamesKnown && st.nlink !== inode.count ? 'names-elsewhere'
+    // A kept inode may have names elsewhere only as a template's or a unified one (plan.ts), as it is now.
+    : st.nlink !== inode.count && (allNamesKnown || (!inode.template && !isImmutable(flags))) ? 'names-elsewhere'
       : flags !== null && (flags & C.FS_APPEND_FL) !== 0 ? 'append-only'
         // Immutable with one name is someone else's choice, not a unified inode.
         : isImmutable(flags) && st.nlink === 1 ? 'immutable'
