@@ -53,7 +53,7 @@ export function planGroup(inodes: PlanInode[], linkMax: number): Plan {
   // Never targets, and may be kept: template inodes first, then unified ones with names elsewhere.
   const keepers = [...inodes.filter((i) => i.template).sort(byNamesThenIno), ...inodes.filter((i) => outside(i) && i.sealed).sort(byNamesThenIno)];
   const elsewhere = inodes.filter((i) => outside(i) && !i.sealed);
-  const others = inodes.filter((i) => !i.template && i.count === i.nlink).sort(byNamesThenIno);
+  const others = inodes.filter((i) => !i.template && !outside(i)).sort(byNamesThenIno);
   const links: PlannedLink[] = [];
   let current: PlannedLink | undefined;
   let room = 0;
